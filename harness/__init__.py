@@ -1,0 +1,39 @@
+"""prior-harness: a plugin-based benchmark harness comparing priors for deep latent variable models.
+
+The public API plugin authors use is what this module exports.
+"""
+
+from harness.api import (
+    Architecture,
+    DataSplit,
+    Dataset,
+    DatasetUnavailable,
+    EvalData,
+    Evaluator,
+    GaussianPosterior,
+    PluginUnavailable,
+    Prior,
+    Regularizer,
+    TrainedModel,
+    as_float,
+)
+from harness.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Architecture",
+    "DataSplit",
+    "Dataset",
+    "DatasetUnavailable",
+    "EvalData",
+    "Evaluator",
+    "GaussianPosterior",
+    "PluginUnavailable",
+    "Prior",
+    "Regularizer",
+    "TrainedModel",
+    "__version__",
+    "as_float",
+    "hookimpl",
+]

@@ -1,0 +1,298 @@
+"""The base classes plugin authors subclass.
+
+Third-party packages depend on these signatures: change them only by adding optional things.
+
+- ``Prior``: pθ(z) over codes in Z_T, the decoder's input space.
+- ``Regularizer``: R(z; q, pθ) in L_φψ = E_q[-log pψ(x|z)] + β·R.
+- ``Evaluator``: turns a trained model into named metrics.
+- ``Dataset``: train/test splits held as whole tensors.
+- ``Architecture``: builds the encoder Eφ and decoder Dψ for a data shape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+__all__ = [
+    "Architecture",
+    "DataSplit",
+    "Dataset",
+    "DatasetUnavailable",
+    "EvalData",
+    "Evaluator",
+    "GaussianPosterior",
+    "PluginUnavailable",
+    "Prior",
+    "Regularizer",
+    "TrainedModel",
+    "as_float",
+]
+
+
+class PluginUnavailable(Exception):
+    """Something a plugin needs is missing (weights, data files). Raised before training starts.
+
+    ``message`` says what is missing and where it was looked for; ``fix`` says how to provide it or which
+    option avoids it. The CLI prints them as an ``error:`` line and an indented fix line, and exits 2.
+    """
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+
+class DatasetUnavailable(PluginUnavailable):
+    """The dataset's files are not under its root and downloading was not asked for (or failed)."""
+
+
+class _Plugin:
+    """What every plugin class declares: its YAML name and, optionally, a pydantic model of its options."""
+
+    name: ClassVar[str]
+    #: Optional pydantic model validating the YAML options; without it the constructor's signature is used.
+    Params: ClassVar[type[BaseModel] | None] = None
+
+
+class Prior(_Plugin, nn.Module):
+    """pθ(z) over Z_T. Constructed by the harness as ``cls(latent_dim=..., **options_from_yaml)``.
+
+    Subclasses call ``super().__init__()`` (no arguments) and keep ``latent_dim`` themselves.
+    ``log_prob`` returns one value per row; ``sample`` returns codes in Z_T on the prior's device and dtype;
+    ``fit_loss`` is minimised over θ with the codes detached (the harness never weights it by β).
+    """
+
+    #: The prior has a tractable ``log_prob`` (a GAN prior does not; KL then cannot be used).
+    has_density: ClassVar[bool] = True
+    #: The prior is a bijection to a base space Z_0 and implements ``to_base``/``from_base``.
+    invertible: ClassVar[bool] = False
+    #: ``cond`` (a condition vector per row) changes the distribution.
+    conditional: ClassVar[bool] = False
+
+    latent_dim: int
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Lets parameter-free priors know the device and dtype they were moved to; not saved in checkpoints.
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self._anchor.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._anchor.dtype
+
+    def log_prob(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        """log pθ(z) for ``z`` of shape [B, D]; returns [B]."""
+        raise NotImplementedError(f"prior {self.name!r} has no density")
+
+    def sample(self, n: int, cond: Tensor | None = None) -> Tensor:
+        """``n`` draws from pθ in Z_T, shape [n, D]."""
+        raise NotImplementedError
+
+    def fit_loss(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        """A scalar whose minimisation over θ fits the prior to the (detached) codes ``z``.
+
+        The default is the negative mean log-likelihood; a prior without parameters returns a constant.
+        """
+        return -self.log_prob(z, cond).mean()
+
+    def analytic_kl(self, posterior: GaussianPosterior, cond: Tensor | None = None) -> Tensor | None:
+        """KL(q(z|x) || pθ) per row in closed form, or None when there is none (the default)."""
+        return None
+
+    def to_base(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        """z0 = fθ(zT). Only for ``invertible`` priors."""
+        raise NotImplementedError(f"prior {self.name!r} is not invertible")
+
+    def from_base(self, z0: Tensor, cond: Tensor | None = None) -> Tensor:
+        """zT = fθ⁻¹(z0). Only for ``invertible`` priors."""
+        raise NotImplementedError(f"prior {self.name!r} is not invertible")
+
+
+@dataclass(frozen=True)
+class GaussianPosterior:
+    """q(z|x) = N(mean, diag(exp(logvar))), as produced by the encoder."""
+
+    mean: Tensor
+    logvar: Tensor
+
+    def rsample(self, generator: torch.Generator | None = None) -> Tensor:
+        eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + torch.exp(0.5 * self.logvar) * eps
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log q(z|x) summed over dimensions, [B]."""
+        return -0.5 * (
+            (z - self.mean) ** 2 * torch.exp(-self.logvar) + self.logvar + math.log(2 * math.pi)
+        ).sum(dim=-1)
+
+
+class Regularizer(_Plugin, nn.Module):
+    """R(z; q, pθ), weighted by β in the encoder/decoder loss. Constructed as ``cls(**options_from_yaml)``.
+
+    A regularizer may own parameters and an optimizer (an adversarial discriminator): it updates them in
+    ``update`` and they are checkpointed with its ``state_dict`` (override ``state_dict``/``load_state_dict``
+    to include optimizer state).
+    """
+
+    #: False when R is identically zero: the grid then makes one cell instead of one per β.
+    uses_beta: ClassVar[bool] = True
+    #: True when R needs ``prior.log_prob`` (priors without a density are skipped with a reason).
+    requires_density: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @classmethod
+    def incompatibility(cls, prior_cls: type[Prior]) -> str | None:
+        """Why this regularizer cannot be used with ``prior_cls``, or None when it can."""
+        if cls.requires_density and not prior_cls.has_density:
+            return f"prior {prior_cls.name!r} has no density; regularizer {cls.name!r} needs log_prob"
+        return None
+
+    def penalty(self, z: Tensor, posterior: GaussianPosterior, prior: Prior, cond: Tensor | None = None) -> Tensor:
+        """R per row, [B]. ``z`` is the reparameterised sample from ``posterior`` (gradients flow to φ)."""
+        raise NotImplementedError
+
+    def update(self, z: Tensor, prior: Prior, cond: Tensor | None = None) -> Mapping[str, float]:
+        """Train the regularizer's own parameters on detached codes ``z``; returns losses to log."""
+        return {}
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    """One split held whole. ``x`` is uint8 [N, C, H, W] for images (0..255) or float32 [N, D] for vectors."""
+
+    x: Tensor
+    labels: Tensor | None = None
+    #: "class": labels are int64 [N]; "attributes": labels are {0,1} int64 [N, A].
+    label_kind: Literal["class", "attributes"] | None = None
+    label_names: tuple[str, ...] | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.x.dtype == torch.uint8
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def to(self, device: torch.device | str) -> DataSplit:
+        labels = None if self.labels is None else self.labels.to(device)
+        return DataSplit(self.x.to(device), labels, self.label_kind, self.label_names)
+
+
+def as_float(x: Tensor) -> Tensor:
+    """A batch as the model sees it: images scaled to [0, 1], vectors unchanged."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+class Dataset(_Plugin):
+    """A dataset with a train and a test split. Constructed as ``cls(**options_from_yaml)``."""
+
+    def check_available(self) -> None:
+        """Raise ``DatasetUnavailable`` (what is missing, where, how to get it) when the data cannot load.
+
+        Called for every dataset of a benchmark before any cell trains; may download when asked to.
+        """
+
+    def load(self, split: Literal["train", "test"]) -> DataSplit:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """What an evaluator gets besides the model: the dataset's splits (on the model's device) and a cache."""
+
+    dataset: str
+    dataset_options: Mapping[str, Any]
+    train: DataSplit
+    test: DataSplit
+    #: A folder (pathlib.Path) shared across cells for things worth computing once (reference statistics).
+    cache_dir: Any
+
+
+class Evaluator(_Plugin):
+    """Turns a trained model into metrics. Constructed as ``cls(**options_from_yaml)``.
+
+    ``metrics`` declares what ``evaluate`` may return: key suffix -> "min" or "max" (the better direction).
+    The empty key names the metric after the evaluator itself (``fid``); other keys become
+    ``<evaluator>.<key>`` (``reconstruction.mse``). The harness seeds torch before calling ``evaluate``
+    and runs it under ``torch.inference_mode``.
+    """
+
+    metrics: ClassVar[Mapping[str, Literal["min", "max"]]] = {}
+
+    def check_available(self) -> None:
+        """Raise ``PluginUnavailable`` when weights or files this evaluator needs are missing."""
+
+    def evaluate(self, model: TrainedModel, data: EvalData) -> Mapping[str, float]:
+        raise NotImplementedError
+
+
+class Architecture(_Plugin):
+    """Builds Eφ and Dψ. Constructed as ``cls(**options_from_yaml)`` from ``model.architecture_options``.
+
+    The encoder maps a float batch of the data shape to [B, 2·latent_dim] (mean, log-variance); the decoder
+    maps [B, latent_dim] to the raw output of the data shape that the likelihood turns into a mean.
+    """
+
+    def incompatibility(self, data_shape: tuple[int, ...]) -> str | None:
+        """Why this architecture cannot model data of ``data_shape`` (without batch), or None."""
+        return None
+
+    def build(self, data_shape: tuple[int, ...], latent_dim: int) -> tuple[nn.Module, nn.Module]:
+        raise NotImplementedError
+
+
+class TrainedModel:
+    """The view evaluators receive: a trained encoder, decoder and prior, in eval mode."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        prior: Prior,
+        output_mean: Any,
+        latent_dim: int,
+        data_shape: tuple[int, ...],
+        device: torch.device,
+        seed: int,
+        workdir: Any,
+    ) -> None:
+        self.encoder = encoder
+        self.decoder = decoder
+        self.prior = prior
+        self._output_mean = output_mean
+        self.latent_dim = latent_dim
+        self.data_shape = data_shape
+        self.device = device
+        self.seed = seed
+        #: A folder (pathlib.Path) of the cell where an evaluator may write files.
+        self.workdir = workdir
+
+    def encode(self, x: Tensor) -> GaussianPosterior:
+        """q(z|x) for a raw batch (uint8 images or float vectors) on any device."""
+        h = self.encoder(as_float(x.to(self.device)))
+        mean, logvar = h.chunk(2, dim=-1)
+        return GaussianPosterior(mean, logvar)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """The decoder mean for codes ``z``; images are clipped to [0, 1]."""
+        out = self._output_mean(self.decoder(z.to(self.device)))
+        return out.clamp(0.0, 1.0) if len(self.data_shape) > 1 else out
+
+    def sample(self, n: int, cond: Tensor | None = None) -> Tensor:
+        """Decoded samples from the trained prior."""
+        return self.decode(self.prior.sample(n, cond))

@@ -1,0 +1,188 @@
+"""The ``harness`` command: run | list | validate | leaderboard.
+
+Exit status: 0 every cell done (or skipped with a reason), 1 some cell failed, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, NoReturn
+
+from harness import __version__
+from harness.config import ConfigError, choose_benchmarks, load_config
+from harness.plugins import PluginConflict, Registry, load_registry
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad arguments as one ``error:`` line (exit 2) instead of a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(self.prog, message, f"see `{self.prog} --help`")
+
+
+def _device(spec: str) -> Any:
+    import torch
+
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise ConfigError("--device", f"{spec!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError("--device", f"{spec!r}: only auto, cpu, cuda and cuda:N are supported")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device", f"{spec!r}: CUDA is not available on this machine", "use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError("--device", f"{spec!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
+
+
+def _registry() -> Registry:
+    try:
+        registry = load_registry()
+    except PluginConflict as exc:
+        raise ConfigError("plugins", str(exc), "uninstall one of the two distributions") from None
+    for broken in registry.broken:
+        print(f"warning: plugin {broken.entry_point} ({broken.distribution}) failed to load: {broken.error}", file=sys.stderr)
+    return registry
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness import leaderboard, provenance
+    from harness.runner import plan_benchmark, run_plan
+    from harness.store import Store, write_json_atomic
+
+    device = _device(args.device)
+    config = load_config(args.config)
+    source = str(args.config)
+    registry = _registry()
+    names = choose_benchmarks(config, args.benchmark or [], source)
+    # Every benchmark is checked (plugins, options, data files, weights) before any of them trains.
+    plans = [plan_benchmark(name, config.benchmarks[name], registry, source) for name in names]
+    if args.out:
+        outs = {p.name: Path(args.out) / p.name if len(plans) > 1 else Path(args.out) for p in plans}
+    else:
+        outs = {p.name: Path("leaderboards") / p.name for p in plans}
+    if args.dry_run:
+        for plan in plans:
+            skipped = sum(1 for c in plan.cells if c.skip_reason)
+            print(f"{plan.name}: {len(plan.cells)} cells ({skipped} skipped) -> {outs[plan.name]}")
+            for cell in plan.cells:
+                note = f"  [skip: {cell.skip_reason}]" if cell.skip_reason else ""
+                print(f"  {cell.cell_id}  {cell.label}{note}")
+        return EXIT_OK
+
+    failed = 0
+    for plan in plans:
+        out = outs[plan.name]
+        out.mkdir(parents=True, exist_ok=True)
+        prov = provenance.collect(Path(args.config), device)
+        prov["descriptions"] = {plan.name: plan.config.description}
+        write_json_atomic(out / "provenance.json", prov)
+        counts = run_plan(plan, registry, Store(out), device, fresh=args.fresh, progress=not args.quiet)
+        board = leaderboard.render(out)
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        print(f"{plan.name}: {summary}; leaderboard: {board}")
+        failed += counts.get("failed", 0)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.grid import expand
+
+    config = load_config(args.config)
+    registry = _registry()
+    for name, bench in config.benchmarks.items():
+        cells = expand(name, bench, registry, str(args.config))
+        skipped = sum(1 for c in cells if c.skip_reason)
+        print(f"{name}: ok, {len(cells)} cells ({skipped} skipped)")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    registry = _registry()
+    rows = [
+        {"kind": p.kind, "name": p.name, "distribution": p.distribution, "version": p.version, "module": p.module}
+        for p in registry
+    ]
+    broken = [asdict(b) for b in registry.broken]
+    if args.json:
+        print(json.dumps({"plugins": rows, "broken": broken}, indent=2))
+        return EXIT_OK
+    from tabulate import tabulate
+
+    print(tabulate([[r["kind"], r["name"], r["distribution"], r["version"]] for r in rows],
+                   headers=["kind", "name", "distribution", "version"]))
+    if broken:
+        print("\nbroken plugins:")
+        for b in broken:
+            print(f"  {b['entry_point']} ({b['distribution']} {b['version']}): {b['error']}")
+    return EXIT_OK
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from harness.leaderboard import render
+
+    out = Path(args.dir)
+    if not (out / "cells").is_dir():
+        raise ConfigError(str(out), "no stored results here (expected a cells/ folder written by `harness run`)")
+    print(render(out))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="harness", description="Benchmark priors for deep latent variable models.")
+    parser.add_argument("--version", action="version", version=f"prior-harness {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="train and evaluate a benchmark's cells, then write its leaderboard",
+                         description="Train and evaluate every cell of the chosen benchmarks (the default one "
+                         "when none is named). Finished cells are skipped, interrupted cells resume from their "
+                         "last checkpoint. Exit status: 0 all done, 1 some cell failed, 2 bad input.")
+    run.add_argument("config", type=Path, help="benchmarks.yaml")
+    run.add_argument("--benchmark", "-b", action="append", metavar="NAME", help="benchmark to run (repeatable)")
+    run.add_argument("--out", metavar="DIR",
+                     help="results folder (default: leaderboards/<benchmark>; DIR/<benchmark> for several)")
+    run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    run.add_argument("--fresh", action="store_true", help="redo finished cells instead of skipping them")
+    run.add_argument("--dry-run", action="store_true", help="check everything and list the cells; train nothing")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+
+    validate = sub.add_parser("validate", help="check a config (plugins, options, metrics) without training")
+    validate.add_argument("config", type=Path)
+    validate.set_defaults(func=cmd_validate)
+
+    lst = sub.add_parser("list", help="every installed plugin: kind, name, distribution, version; broken ones")
+    lst.add_argument("--json", action="store_true", help="machine-readable output")
+    lst.set_defaults(func=cmd_list)
+
+    board = sub.add_parser("leaderboard", help="re-render results.csv and leaderboard.md from a results folder")
+    board.add_argument("dir", help="a folder written by `harness run` (e.g. leaderboards/quick)")
+    board.set_defaults(func=cmd_leaderboard)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are stored; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""A benchmark -> the cells it crosses: datasets × priors (× list-valued options) × regularizers × β × seeds.
+
+Every plugin name and option is checked here, before anything trains. A cell's id is the hash of its fully
+resolved config, so the same experiment has the same id in every run and a rerun can skip it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+from harness.config import BenchmarkConfig, ConfigError, suggest
+from harness.options import validate_options
+from harness.plugins import Kind, Registry
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One model to train and evaluate. Everything that determines its result is in here."""
+
+    benchmark: str
+    dataset: str
+    dataset_options: Mapping[str, Any]
+    model: Mapping[str, Any]
+    prior: str
+    prior_options: Mapping[str, Any]
+    regularizer: str
+    regularizer_options: Mapping[str, Any]
+    #: None when the regularizer ignores β (``none``).
+    beta: float | None
+    seed: int
+    train: Mapping[str, Any]
+    evaluators: Mapping[str, Mapping[str, Any]]
+    sample_grid: int = 64
+    skip_reason: str | None = field(default=None, compare=False)
+
+    def identity(self) -> dict[str, Any]:
+        """What the id hashes: everything but the benchmark's name (the same cell in two benchmarks is one)."""
+        data = asdict(self)
+        del data["benchmark"], data["skip_reason"]
+        return data
+
+    @cached_property
+    def cell_id(self) -> str:
+        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cell_id": self.cell_id, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Cell:
+        fields = {k: v for k, v in data.items() if k != "cell_id"}
+        return cls(**fields)
+
+    @property
+    def label(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.prior_options.items()))
+        prior = f"{self.prior}({opts})" if opts else self.prior
+        beta = "" if self.beta is None else f" β={self.beta:g}"
+        return f"{self.dataset} {prior} {self.regularizer}{beta} seed={self.seed}"
+
+
+def _axes(options: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Expand list-valued options into one options dict per combination."""
+    keys = list(options)
+    values = [v if isinstance(v, list) else [v] for v in options.values()]
+    for key, vals in zip(keys, values):
+        if not vals:
+            raise ValueError(key)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+
+
+def _plugin(registry: Registry, kind: Kind, name: str, where: str) -> type[Any]:
+    if name not in registry.plugins[kind]:
+        raise ConfigError(where, f"unknown {kind} {name!r}{suggest(name, registry.names(kind))}")
+    return registry.get(kind, name)
+
+
+def _variants(registry: Registry, kind: Kind, name: str, options: Any, where: str) -> list[dict[str, Any]]:
+    cls = _plugin(registry, kind, name, where)
+    if not isinstance(options, Mapping):
+        raise ConfigError(where, f"{options!r}: options must be a mapping of option: value")
+    try:
+        combos = _axes(options)
+    except ValueError as exc:
+        raise ConfigError(f"{where}.{exc}", "[]: an empty list gives no values to try") from None
+    return [validate_options(cls, combo, where) for combo in combos]
+
+
+def metric_directions(registry: Registry, evaluators: Mapping[str, Any]) -> dict[str, str]:
+    """Every metric name the benchmark's evaluators can report -> "min" or "max"."""
+    out: dict[str, str] = {}
+    for name in evaluators:
+        for key, direction in registry.get("evaluator", name).metrics.items():
+            out[f"{name}.{key}" if key else name] = direction
+    return out
+
+
+def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -> list[Cell]:
+    """All cells of a benchmark, skipped ones included (with ``skip_reason`` set)."""
+    at = f"{source}: benchmarks.{name}"
+    datasets = [
+        (ds, validate_options(_plugin(registry, "dataset", ds, f"{at}.datasets.{ds}"), opts, f"{at}.datasets.{ds}"))
+        for ds, opts in bench.datasets.items()
+    ]
+    arch_cls = _plugin(registry, "architecture", bench.model.architecture, f"{at}.model.architecture")
+    arch_options = validate_options(arch_cls, bench.model.architecture_options, f"{at}.model.architecture_options")
+    model = {**bench.model.model_dump(mode="json"), "architecture_options": arch_options}
+    priors = [
+        (p, opts) for p, raw in bench.priors.items() for opts in _variants(registry, "prior", p, raw, f"{at}.priors.{p}")
+    ]
+    regularizers = [
+        (r, opts)
+        for r, raw in bench.regularizers.items()
+        for opts in _variants(registry, "regularizer", r, raw, f"{at}.regularizers.{r}")
+    ]
+    evaluators = {
+        ev: validate_options(_plugin(registry, "evaluator", ev, f"{at}.evaluators.{ev}"), opts, f"{at}.evaluators.{ev}")
+        for ev, opts in bench.evaluators.items()
+    }
+    directions = metric_directions(registry, evaluators)
+    if bench.primary_metric not in directions:
+        raise ConfigError(
+            f"{at}.primary_metric",
+            f"unknown metric {bench.primary_metric!r}{suggest(bench.primary_metric, directions)}",
+            "metrics come from the benchmark's evaluators: <evaluator> or <evaluator>.<key>",
+        )
+
+    cells: list[Cell] = []
+    for (ds, ds_opts), (prior, p_opts), (reg, r_opts) in itertools.product(datasets, priors, regularizers):
+        prior_cls = registry.get("prior", prior)
+        reg_cls = registry.get("regularizer", reg)
+        betas: list[float | None] = list(bench.beta) if reg_cls.uses_beta else [None]
+        reason = reg_cls.incompatibility(prior_cls)
+        for beta, seed in itertools.product(betas, bench.seeds):
+            cells.append(
+                Cell(
+                    benchmark=name,
+                    dataset=ds,
+                    dataset_options=ds_opts,
+                    model=model,
+                    prior=prior,
+                    prior_options=p_opts,
+                    regularizer=reg,
+                    regularizer_options=r_opts,
+                    beta=beta,
+                    seed=seed,
+                    train=bench.train.model_dump(mode="json"),
+                    evaluators=evaluators,
+                    sample_grid=bench.sample_grid,
+                    skip_reason=reason,
+                )
+            )
+    return cells

@@ -1,0 +1,164 @@
+"""Stored cell results -> ``results.csv`` (long format) and ``leaderboard.md`` (mean ± std over seeds).
+
+Rendered only from what is in the store, so ``harness leaderboard DIR`` reproduces it at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from harness.store import Store
+
+GROUP = ["benchmark", "dataset", "prior", "prior_options", "regularizer", "beta"]
+COLUMNS = ["cell_id", *GROUP, "seed", "metric", "value"]
+
+
+def _options(options: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(options.items())) or "–"
+
+
+def _row_key(cell: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "cell_id": cell["cell_id"],
+        "benchmark": cell["benchmark"],
+        "dataset": cell["dataset"],
+        "prior": cell["prior"],
+        "prior_options": _options(cell["prior_options"]),
+        "regularizer": cell["regularizer"],
+        "beta": cell["beta"],
+        "seed": cell["seed"],
+    }
+
+
+def long_table(results: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = [
+        {**_row_key(r["cell"]), "metric": metric, "value": value}
+        for r in results
+        if r.get("status") == "done"
+        for metric, value in sorted(r.get("metrics", {}).items())
+    ]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _fmt(mean: float, std: float, count: int) -> str:
+    if count < 2 or math.isnan(std):
+        return f"{mean:.4g}"
+    return f"{mean:.4g} ± {std:.2g}"
+
+
+def _ranked(frame: pd.DataFrame, primary: str, directions: dict[str, str]) -> list[list[Any]]:
+    stats = frame.assign(beta=frame["beta"].fillna(-1.0)).groupby([*GROUP, "metric"])["value"]
+    agg = stats.agg(["mean", "std", "count"]).reset_index()
+    metrics = sorted(agg["metric"].unique(), key=lambda m: (m != primary, m))
+    table = agg.pivot_table(index=GROUP, columns="metric", values=["mean", "std", "count"], aggfunc="first")
+    ascending = directions.get(primary, "min") == "min"
+    if ("mean", primary) in table.columns:
+        table = table.sort_values(by=[("mean", primary)], ascending=ascending, na_position="last")
+    rows = []
+    for rank, (key, row) in enumerate(table.iterrows(), start=1):
+        key = dict(zip(GROUP, key))
+        beta = "–" if key["beta"] == -1.0 else f"{key['beta']:g}"
+        seeds = int(row[("count", primary)]) if ("count", primary) in row.index else int(row["count"].max())
+        cells = [rank, key["dataset"], key["prior"], key["prior_options"], key["regularizer"], beta, seeds]
+        for m in metrics:
+            mean = row.get(("mean", m), float("nan"))
+            cells.append("" if pd.isna(mean) else _fmt(mean, row[("std", m)], int(row[("count", m)])))
+        rows.append(cells)
+    return [["rank", "dataset", "prior", "options", "regularizer", "β", "seeds", *metrics], *rows]
+
+
+def _arrow(direction: str) -> str:
+    return "↓" if direction == "min" else "↑"
+
+
+def render(out_dir: Path) -> Path:
+    """Write ``results.csv`` and ``leaderboard.md`` into ``out_dir`` from its stored results."""
+    out_dir = Path(out_dir)
+    results = Store(out_dir).results()
+    long = long_table(results)
+    long.to_csv(out_dir / "results.csv", index=False)
+    provenance = _read_json(out_dir / "provenance.json")
+
+    lines: list[str] = []
+    benchmarks = sorted({r["benchmark"] for r in results} or {out_dir.name})
+    for bench in benchmarks:
+        mine = [r for r in results if r.get("benchmark") == bench]
+        lines.append(f"# Leaderboard: {bench}\n")
+        description = provenance.get("descriptions", {}).get(bench)
+        if description:
+            lines.append(f"{description}\n")
+        done = [r for r in mine if r["status"] == "done"]
+        if done:
+            primary = done[-1]["primary_metric"]
+            directions = done[-1].get("directions", {})
+            lines.append(
+                f"Ranked by `{primary}` ({'lower' if directions.get(primary, 'min') == 'min' else 'higher'} is better)"
+                f"; mean ± std over seeds. " + ", ".join(f"`{m}` {_arrow(d)}" for m, d in sorted(directions.items()))
+                + "\n"
+            )
+            frame = long[long["benchmark"] == bench]
+            for dataset in sorted(frame["dataset"].unique()):
+                header, *rows = _ranked(frame[frame["dataset"] == dataset], primary, directions)
+                lines.append(f"## {dataset}\n")
+                lines.append(tabulate(rows, headers=header, tablefmt="github", disable_numparse=True) + "\n")
+            lines.append(_samples_section(out_dir, done))
+        else:
+            lines.append("No finished cells yet.\n")
+        lines.append(_problem_section("Failed cells", [r for r in mine if r["status"] == "failed"]))
+        lines.append(_problem_section("Skipped cells", [r for r in mine if r["status"] == "skipped"]))
+    lines.append(_provenance_section(provenance))
+    path = out_dir / "leaderboard.md"
+    path.write_text("\n".join(line for line in lines if line), encoding="utf-8")
+    return path
+
+
+def _label(cell: dict[str, Any]) -> str:
+    opts = _options(cell["prior_options"])
+    beta = "" if cell["beta"] is None else f" β={cell['beta']:g}"
+    return f"{cell['dataset']} {cell['prior']}{'' if opts == '–' else f'({opts})'} {cell['regularizer']}{beta} seed={cell['seed']}"
+
+
+def _samples_section(out_dir: Path, done: list[dict[str, Any]]) -> str:
+    links = []
+    for r in sorted(done, key=lambda r: _label(r["cell"])):
+        png = Path("cells") / r["cell"]["cell_id"] / "samples.png"
+        if (out_dir / png).exists():
+            links.append(f"- [{_label(r['cell'])}]({png.as_posix()})")
+    return "## Samples from each trained prior\n\n" + "\n".join(links) + "\n" if links else ""
+
+
+def _problem_section(title: str, results: list[dict[str, Any]]) -> str:
+    if not results:
+        return ""
+    rows = [[r["cell"]["cell_id"], _label(r["cell"]), r.get("reason", "")] for r in results]
+    rows.sort(key=lambda row: row[1])
+    return f"## {title}\n\n" + tabulate(rows, headers=["cell", "config", "reason"], tablefmt="github") + "\n"
+
+
+def _provenance_section(provenance: dict[str, Any]) -> str:
+    if not provenance:
+        return ""
+    versions = ", ".join(f"{k} {v}" for k, v in provenance.get("versions", {}).items())
+    return (
+        "## Provenance\n\n"
+        f"- command: `{provenance.get('command', '?')}`\n"
+        f"- config: `{provenance.get('config', '?')}` (sha256 {provenance.get('config_sha256', '?')})\n"
+        f"- git commit: {provenance.get('git_commit', '?')}\n"
+        f"- versions: {versions}\n"
+        f"- device: {provenance.get('device', '?')}\n"
+        f"- platform: {provenance.get('platform', '?')}\n"
+        f"- started: {provenance.get('started', '?')}\n"
+    )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}

@@ -1,0 +1,176 @@
+"""Run a benchmark's cells: check everything before training, then train, evaluate and store each cell.
+
+A cell that fails (a non-finite loss, a plugin exception, out of memory) is recorded as failed with its reason
+and the others go on; finished cells are skipped on a rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from harness.api import DataSplit, EvalData, PluginUnavailable
+from harness.config import BenchmarkConfig, ConfigError
+from harness.grid import Cell, expand, metric_directions
+from harness.plugins import Registry
+from harness.samples import save_samples
+from harness.store import Store
+from harness.train import build_model, train
+
+
+@dataclass
+class Plan:
+    """A benchmark checked and expanded: its cells and what the leaderboard needs to rank them."""
+
+    name: str
+    config: BenchmarkConfig
+    cells: list[Cell]
+    directions: dict[str, str]
+
+
+def plan_benchmark(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -> Plan:
+    """Expand a benchmark and check that every dataset and evaluator can run, before anything trains."""
+    cells = expand(name, bench, registry, source)
+    first = cells[0]
+    for ds, options in {(c.dataset, json.dumps(c.dataset_options, sort_keys=True)) for c in cells}:
+        _check(registry.get("dataset", ds)(**json.loads(options)), f"{source}: benchmarks.{name}.datasets.{ds}")
+    for ev, options in first.evaluators.items():
+        _check(registry.get("evaluator", ev)(**options), f"{source}: benchmarks.{name}.evaluators.{ev}")
+    return Plan(name, bench, cells, metric_directions(registry, first.evaluators))
+
+
+def _check(plugin: Any, where: str) -> None:
+    try:
+        plugin.check_available()
+    except PluginUnavailable as exc:
+        raise ConfigError(where, exc.message, exc.fix) from None
+
+
+@dataclass
+class DataCache:
+    """Each dataset is loaded once per run and kept on the training device."""
+
+    registry: Registry
+    device: torch.device
+    _splits: dict[str, tuple[DataSplit, DataSplit]] = field(default_factory=dict)
+
+    def get(self, cell: Cell) -> tuple[DataSplit, DataSplit]:
+        key = f"{cell.dataset}:{json.dumps(cell.dataset_options, sort_keys=True)}"
+        if key not in self._splits:
+            dataset = self.registry.get("dataset", cell.dataset)(**cell.dataset_options)
+            self._splits[key] = (dataset.load("train").to(self.device), dataset.load("test").to(self.device))
+        return self._splits[key]
+
+
+def _evaluate(cell: Cell, registry: Registry, view: Any, data: EvalData) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for ev, options in cell.evaluators.items():
+        torch.manual_seed(cell.seed)
+        with torch.inference_mode():
+            values = registry.get("evaluator", ev)(**options).evaluate(view, data)
+        for key, value in values.items():
+            metrics[f"{ev}.{key}" if key else ev] = float(value)
+    return metrics
+
+
+def run_cell(
+    cell: Cell,
+    plan: Plan,
+    registry: Registry,
+    store: Store,
+    data: DataCache,
+    device: torch.device,
+    cache_dir: Path,
+    progress: bool,
+) -> dict[str, Any]:
+    """Train and evaluate one cell and store its result; never raises for a problem of the cell itself."""
+    base = {"benchmark": plan.name, "primary_metric": plan.config.primary_metric, "directions": plan.directions}
+    if cell.skip_reason:
+        result = {**base, "status": "skipped", "reason": cell.skip_reason}
+        store.write_result(cell, result)
+        return result
+    workdir = store.cell_dir(cell)
+    store.write_config(cell)
+    started = time.perf_counter()
+    try:
+        train_split, test_split = data.get(cell)
+        data_shape = tuple(train_split.x.shape[1:])
+        arch = registry.get("architecture", cell.model["architecture"])(**cell.model["architecture_options"])
+        reason = arch.incompatibility(data_shape)
+        if reason:
+            result = {**base, "status": "skipped", "reason": reason}
+            store.write_result(cell, result)
+            return result
+        torch.manual_seed(cell.seed)
+        model = build_model(cell, registry, data_shape, device)
+        history = train(cell, model, train_split, workdir, progress=progress)
+        view = model.view(cell, data_shape, device, workdir)
+        eval_data = EvalData(cell.dataset, cell.dataset_options, train_split, test_split, cache_dir)
+        metrics = _evaluate(cell, registry, view, eval_data)
+        if cell.sample_grid:
+            torch.manual_seed(cell.seed)
+            save_samples(view, test_split, workdir / "samples.png", cell.sample_grid)
+    except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the run goes on
+        (workdir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        result = {**base, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        store.write_result(cell, result)
+        return result
+    result = {
+        **base,
+        "status": "done",
+        "metrics": metrics,
+        "history": history,
+        "seconds": round(time.perf_counter() - started, 3),
+        "device": str(device),
+    }
+    store.write_result(cell, result)
+    return result
+
+
+def run_plan(
+    plan: Plan,
+    registry: Registry,
+    store: Store,
+    device: torch.device,
+    fresh: bool = False,
+    progress: bool = True,
+    cache_dir: Path | None = None,
+) -> Counter[str]:
+    """Run every cell of ``plan`` not yet done; returns counts by status (done, failed, skipped, cached, busy)."""
+    counts: Counter[str] = Counter()
+    data = DataCache(registry, device)
+    cache_dir = cache_dir or store.root / "cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(plan.cells, desc=f"{plan.name}", unit="cell", disable=not progress)
+    for cell in bar:
+        if fresh:
+            store.forget(cell)
+        if store.is_done(cell):
+            counts["cached"] += 1
+        else:
+            with store.claim(cell) as claimed:
+                # Another process may have finished it while we waited for the claim.
+                if not claimed:
+                    counts["busy"] += 1
+                elif store.is_done(cell):
+                    counts["cached"] += 1
+                else:
+                    counts[run_cell(cell, plan, registry, store, data, device, cache_dir, progress)["status"]] += 1
+        bar.set_postfix(_postfix(counts))
+    return counts
+
+
+def _postfix(counts: Mapping[str, int]) -> dict[str, int]:
+    return {k: counts[k] for k in ("done", "cached", "failed", "skipped", "busy") if counts.get(k)}

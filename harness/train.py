@@ -1,0 +1,214 @@
+"""The training loop of one cell: the two objectives of DESIGN.md with exact gradient routing.
+
+    L_φψ = E_q[-log pψ(x|z)] + β·R(z; q, pθ)     backpropagated into φ, ψ only
+    L_θ  = prior.fit_loss(z.detach())            backpropagated into θ only (never weighted by β)
+
+Both use Adam; a checkpoint after each epoch lets an interrupted cell resume where it stopped, bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from harness.api import DataSplit, GaussianPosterior, Prior, Regularizer, TrainedModel, as_float
+from harness.grid import Cell
+from harness.likelihoods import Likelihood, build_likelihood
+from harness.plugins import Registry
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss term became NaN or inf; the message names the epoch, step and term."""
+
+
+@dataclass
+class Model:
+    """Everything a cell trains, with its two optimizers."""
+
+    encoder: nn.Module
+    decoder: nn.Module
+    likelihood: Likelihood
+    prior: Prior
+    regularizer: Regularizer
+    opt_model: torch.optim.Optimizer = field(init=False)
+    opt_prior: torch.optim.Optimizer | None = field(init=False)
+    lr: float = 1e-3
+    prior_lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        self.opt_model = torch.optim.Adam(self.model_params(), lr=self.lr)
+        prior_params = self.prior_params()
+        self.opt_prior = torch.optim.Adam(prior_params, lr=self.prior_lr) if prior_params else None
+
+    def model_params(self) -> list[nn.Parameter]:
+        """φ and ψ: encoder, decoder and likelihood parameters."""
+        mods = (self.encoder, self.decoder, self.likelihood)
+        return [p for m in mods for p in m.parameters() if p.requires_grad]
+
+    def prior_params(self) -> list[nn.Parameter]:
+        """θ."""
+        return [p for p in self.prior.parameters() if p.requires_grad]
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {
+            "encoder": self.encoder,
+            "decoder": self.decoder,
+            "likelihood": self.likelihood,
+            "prior": self.prior,
+            "regularizer": self.regularizer,
+        }
+
+    def train(self, mode: bool = True) -> None:
+        for module in self.modules().values():
+            module.train(mode)
+
+    def view(self, cell: Cell, data_shape: tuple[int, ...], device: torch.device, workdir: Path) -> TrainedModel:
+        self.train(False)
+        return TrainedModel(
+            self.encoder,
+            self.decoder,
+            self.prior,
+            self.likelihood.mean,
+            int(cell.model["latent_dim"]),
+            data_shape,
+            device,
+            cell.seed,
+            workdir,
+        )
+
+
+def build_model(cell: Cell, registry: Registry, data_shape: tuple[int, ...], device: torch.device) -> Model:
+    """Construct every module of a cell from its resolved config (seed torch first for a fixed init)."""
+    latent_dim = int(cell.model["latent_dim"])
+    arch = registry.get("architecture", cell.model["architecture"])(**cell.model["architecture_options"])
+    encoder, decoder = arch.build(data_shape, latent_dim)
+    prior = registry.get("prior", cell.prior)(latent_dim=latent_dim, **cell.prior_options)
+    regularizer = registry.get("regularizer", cell.regularizer)(**cell.regularizer_options)
+    likelihood = build_likelihood(cell.model["likelihood"], float(cell.model["gamma"]))
+    for module in (encoder, decoder, prior, regularizer, likelihood):
+        module.to(device)
+    lr = float(cell.train["lr"])
+    prior_lr = float(cell.train.get("prior_lr") or lr)
+    return Model(encoder, decoder, likelihood, prior, regularizer, lr=lr, prior_lr=prior_lr)
+
+
+def training_step(model: Model, x: Tensor, beta: float, cond: Tensor | None = None) -> Tensor:
+    """One update of φ, ψ (from L_φψ) and θ (from L_θ); returns the detached loss terms [rec, reg, fit]."""
+    h = model.encoder(x)
+    mean, logvar = h.chunk(2, dim=-1)
+    posterior = GaussianPosterior(mean, logvar)
+    z = posterior.rsample()
+    rec = model.likelihood.nll(x, model.decoder(z)).mean()
+    # β = 0 (or a regularizer that ignores β) contributes nothing: skip computing it.
+    reg = model.regularizer.penalty(z, posterior, model.prior, cond).mean() if beta else rec.new_zeros(())
+    loss_model = rec + beta * reg
+    codes = z.detach()
+    fit = model.prior.fit_loss(codes, cond)
+
+    model.opt_model.zero_grad(set_to_none=True)
+    # `inputs=` routes gradients: L_φψ reaches pθ through log pθ(z), but θ must not learn from it.
+    loss_model.backward(inputs=model.model_params())
+    if model.opt_prior is not None:
+        model.opt_prior.zero_grad(set_to_none=True)
+        fit.backward(inputs=model.prior_params())
+    model.opt_model.step()
+    if model.opt_prior is not None:
+        model.opt_prior.step()
+    model.regularizer.update(codes, model.prior, cond)
+    return torch.stack([rec.detach(), reg.detach(), fit.detach()])
+
+
+TERMS = ("reconstruction", "regularizer", "prior_fit")
+
+
+def _check_finite(terms: Tensor, epoch: int, step: int) -> None:
+    if not bool(torch.isfinite(terms).all()):
+        bad = [f"{name}={value:g}" for name, value in zip(TERMS, terms.tolist()) if not torch.isfinite(torch.tensor(value))]
+        raise NonFiniteLoss(f"non-finite loss at epoch {epoch + 1} step {step + 1}: {', '.join(bad)}")
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _checkpoint(model: Model, epoch: int, history: list[dict[str, float]]) -> dict[str, Any]:
+    state: dict[str, Any] = {name: m.state_dict() for name, m in model.modules().items()}
+    state["opt_model"] = model.opt_model.state_dict()
+    state["opt_prior"] = model.opt_prior.state_dict() if model.opt_prior is not None else {}
+    state["epoch"] = epoch
+    state["history"] = history
+    state["rng_cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["rng_cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore(model: Model, state: dict[str, Any]) -> tuple[int, list[dict[str, float]]]:
+    for name, module in model.modules().items():
+        module.load_state_dict(state[name])
+    model.opt_model.load_state_dict(state["opt_model"])
+    if model.opt_prior is not None:
+        model.opt_prior.load_state_dict(state["opt_prior"])
+    torch.set_rng_state(state["rng_cpu"])
+    if "rng_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return int(state["epoch"]) + 1, list(state["history"])
+
+
+def batches(n: int, batch_size: int, seed: int, epoch: int, device: torch.device) -> Iterator[Tensor]:
+    """Index batches of one epoch: a permutation fixed by (seed, epoch), so a resumed run sees the same order."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    yield from torch.randperm(n, generator=generator).to(device).split(batch_size)
+
+
+def train(
+    cell: Cell,
+    model: Model,
+    data: DataSplit,
+    workdir: Path,
+    progress: bool = True,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> list[dict[str, float]]:
+    """Train ``model`` on ``data`` (already on the model's device); resume from ``workdir`` when possible.
+
+    Returns the per-epoch mean of each loss term. ``on_epoch`` is called after each epoch's checkpoint.
+    """
+    epochs, batch_size = int(cell.train["epochs"]), int(cell.train["batch_size"])
+    beta = float(cell.beta or 0.0)
+    ckpt_path = workdir / CHECKPOINT
+    start, history = 0, []
+    if ckpt_path.exists():
+        start, history = _restore(model, torch.load(ckpt_path, map_location=data.x.device, weights_only=True))
+    model.train(True)
+    n = len(data)
+    steps = (n + batch_size - 1) // batch_size
+    bar = tqdm(
+        total=epochs * steps, initial=start * steps, desc=cell.label, unit="step", leave=False, disable=not progress
+    )
+    with bar:
+        for epoch in range(start, epochs):
+            totals = torch.zeros(len(TERMS), device=data.x.device)
+            for step, idx in enumerate(batches(n, batch_size, cell.seed, epoch, data.x.device)):
+                terms = training_step(model, as_float(data.x[idx]), beta)
+                _check_finite(terms, epoch, step)
+                totals += terms
+                bar.update(1)
+            means = dict(zip(TERMS, (totals / steps).tolist()))
+            history.append({"epoch": epoch + 1, **means})
+            bar.set_postfix(rec=f"{means['reconstruction']:.4g}", reg=f"{means['regularizer']:.4g}")
+            _atomic_save(_checkpoint(model, epoch, history), ckpt_path)
+            if on_epoch is not None:
+                on_epoch(epoch, means)
+    model.train(False)
+    return history

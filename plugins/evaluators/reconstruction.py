@@ -1,0 +1,38 @@
+"""Reconstruction quality on the test split: how much the autoencoder keeps of what it encodes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+from harness import EvalData, Evaluator, TrainedModel, as_float, hookimpl
+
+
+class ReconstructionEvaluator(Evaluator):
+    """``mse``: mean squared error per element between test inputs and the decoder mean of their
+    posterior means (images in [0, 1], clipped). ``psnr``: 10·log10(peak² / mse) from that dataset-level MSE,
+    with peak 1 for images and the test data's range for vectors."""
+
+    name = "reconstruction"
+    metrics = {"mse": "min", "psnr": "max"}
+
+    def __init__(self, batch_size: int = 500) -> None:
+        self.batch_size = batch_size
+
+    def evaluate(self, model: TrainedModel, data: EvalData) -> Mapping[str, float]:
+        squared, count = 0.0, 0
+        for x in data.test.x.split(self.batch_size):
+            target = as_float(x.to(model.device))
+            recon = model.decode(model.encode(x).mean)
+            squared += float((recon - target).pow(2).sum())
+            count += target.numel()
+        mse = squared / count
+        test = data.test.x
+        peak = 1.0 if data.test.is_image else float(test.max() - test.min())
+        psnr = 10 * math.log10(peak**2 / mse) if mse > 0 else math.inf
+        return {"mse": mse, "psnr": psnr}
+
+
+@hookimpl
+def harness_register_evaluators(register: Callable[[type[Evaluator]], None]) -> None:
+    register(ReconstructionEvaluator)

@@ -1,0 +1,43 @@
+"""The fixed standard normal prior N(0, I): the baseline every learned prior is compared against."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from harness import GaussianPosterior, Prior, hookimpl
+
+
+class GaussianPrior(Prior):
+    """N(0, I) in Z_T. It has no parameters; Z_0 and Z_T coincide (the identity map)."""
+
+    name = "gaussian"
+    invertible = True
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+
+    def log_prob(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        return -0.5 * (z.pow(2).sum(dim=-1) + self.latent_dim * math.log(2 * math.pi))
+
+    def sample(self, n: int, cond: Tensor | None = None) -> Tensor:
+        return torch.randn(n, self.latent_dim, device=self.device, dtype=self.dtype)
+
+    def analytic_kl(self, posterior: GaussianPosterior, cond: Tensor | None = None) -> Tensor:
+        mean, logvar = posterior.mean, posterior.logvar
+        return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+
+    def to_base(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        return z
+
+    def from_base(self, z0: Tensor, cond: Tensor | None = None) -> Tensor:
+        return z0
+
+
+@hookimpl
+def harness_register_priors(register: Callable[[type[Prior]], None]) -> None:
+    register(GaussianPrior)
