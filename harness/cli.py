@@ -46,12 +46,12 @@ def _device(spec: str) -> Any:
     return device
 
 
-def _registry() -> Registry:
+def _registry(warn: bool = True) -> Registry:
     try:
         registry = load_registry()
     except PluginConflict as exc:
         raise ConfigError("plugins", str(exc), "uninstall one of the two distributions") from None
-    for broken in registry.broken:
+    for broken in registry.broken if warn else []:
         print(f"warning: plugin {broken.entry_point} ({broken.distribution}) failed to load: {broken.error}", file=sys.stderr)
     return registry
 
@@ -109,7 +109,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    registry = _registry()
+    registry = _registry(warn=False)  # broken plugins are part of the listing itself
     rows = [
         {"kind": p.kind, "name": p.name, "distribution": p.distribution, "version": p.version, "module": p.module}
         for p in registry

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 
 class ConfigError(Exception):
@@ -179,12 +180,13 @@ class ConfigFile(BaseModel):
     #: Optuna searches (validated by ``harness search``); kept opaque here.
     searches: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _one_default(self) -> ConfigFile:
-        defaults = [name for name, b in self.benchmarks.items() if b.default]
+    @field_validator("benchmarks")
+    @classmethod
+    def _one_default(cls, value: dict[str, BenchmarkConfig]) -> dict[str, BenchmarkConfig]:
+        defaults = [name for name, b in value.items() if b.default]
         if len(defaults) > 1:
             raise ValueError(f"more than one benchmark has default: true ({', '.join(defaults)}); keep one")
-        return self
+        return value
 
 
 def _fields_at(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
@@ -205,8 +207,14 @@ def _fields_at(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
     return []
 
 
+def first_error(exc: ValidationError) -> ErrorDetails:
+    """The error to report: an unknown key first, since a misspelt key also makes the real one "missing"."""
+    errors = exc.errors(include_url=False)
+    return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+
+
 def _explain(exc: ValidationError, source: str) -> ConfigError:
-    err = exc.errors(include_url=False)[0]
+    err = first_error(exc)
     loc = list(err["loc"])
     if err["type"] == "extra_forbidden":
         key = str(loc[-1])
@@ -214,8 +222,12 @@ def _explain(exc: ValidationError, source: str) -> ConfigError:
     if err["type"] == "missing":
         return ConfigError(f"{source}: {key_path(loc)}", "required key is missing")
     where = f"{source}: {key_path(loc)}" if loc else source
-    msg = err["msg"].removeprefix("Value error, ")
-    return ConfigError(where, f"{err.get('input')!r}: {msg[0].lower() + msg[1:]}")
+    if err["type"] == "too_short":  # pydantic's text says "dictionary" for a list the user wrote
+        return ConfigError(where, "empty; give at least one entry")
+    msg = re.sub(r" or instance of \w+", "", err["msg"].removeprefix("Value error, "))
+    msg = msg[0].lower() + msg[1:]
+    # Our own validators' messages already quote the offending value.
+    return ConfigError(where, msg if err["type"] == "value_error" else f"{err.get('input')!r}: {msg}")
 
 
 def parse_config(data: Any, source: str) -> ConfigFile:

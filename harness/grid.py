@@ -82,6 +82,15 @@ def _plugin(registry: Registry, kind: Kind, name: str, where: str) -> type[Any]:
     return registry.get(kind, name)
 
 
+def _constructed(cls: type[Any], options: dict[str, Any], where: str) -> dict[str, Any]:
+    """Build the plugin once: a constructor that rejects a value (ValueError) is bad input, not a crash later."""
+    try:
+        cls(**options)
+    except ValueError as exc:
+        raise ConfigError(where, f"{options!r}: {' '.join(str(exc).split())}") from None
+    return options
+
+
 def _variants(registry: Registry, kind: Kind, name: str, options: Any, where: str) -> list[dict[str, Any]]:
     cls = _plugin(registry, kind, name, where)
     if not isinstance(options, Mapping):
@@ -105,12 +114,14 @@ def metric_directions(registry: Registry, evaluators: Mapping[str, Any]) -> dict
 def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -> list[Cell]:
     """All cells of a benchmark, skipped ones included (with ``skip_reason`` set)."""
     at = f"{source}: benchmarks.{name}"
-    datasets = [
-        (ds, validate_options(_plugin(registry, "dataset", ds, f"{at}.datasets.{ds}"), opts, f"{at}.datasets.{ds}"))
-        for ds, opts in bench.datasets.items()
-    ]
+    datasets: list[tuple[str, dict[str, Any]]] = []
+    for ds, raw in bench.datasets.items():
+        ds_at = f"{at}.datasets.{ds}"
+        ds_cls = _plugin(registry, "dataset", ds, ds_at)
+        datasets.append((ds, _constructed(ds_cls, validate_options(ds_cls, raw, ds_at), ds_at)))
     arch_cls = _plugin(registry, "architecture", bench.model.architecture, f"{at}.model.architecture")
-    arch_options = validate_options(arch_cls, bench.model.architecture_options, f"{at}.model.architecture_options")
+    arch_at = f"{at}.model.architecture_options"
+    arch_options = _constructed(arch_cls, validate_options(arch_cls, bench.model.architecture_options, arch_at), arch_at)
     model = {**bench.model.model_dump(mode="json"), "architecture_options": arch_options}
     priors = [
         (p, opts) for p, raw in bench.priors.items() for opts in _variants(registry, "prior", p, raw, f"{at}.priors.{p}")
@@ -120,10 +131,11 @@ def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -
         for r, raw in bench.regularizers.items()
         for opts in _variants(registry, "regularizer", r, raw, f"{at}.regularizers.{r}")
     ]
-    evaluators = {
-        ev: validate_options(_plugin(registry, "evaluator", ev, f"{at}.evaluators.{ev}"), opts, f"{at}.evaluators.{ev}")
-        for ev, opts in bench.evaluators.items()
-    }
+    evaluators: dict[str, dict[str, Any]] = {}
+    for ev, raw in bench.evaluators.items():
+        ev_at = f"{at}.evaluators.{ev}"
+        ev_cls = _plugin(registry, "evaluator", ev, ev_at)
+        evaluators[ev] = _constructed(ev_cls, validate_options(ev_cls, raw, ev_at), ev_at)
     directions = metric_directions(registry, evaluators)
     if bench.primary_metric not in directions:
         raise ConfigError(

@@ -53,22 +53,22 @@ def _fmt(mean: float, std: float, count: int) -> str:
 
 
 def _ranked(frame: pd.DataFrame, primary: str, directions: dict[str, str]) -> list[list[Any]]:
-    stats = frame.assign(beta=frame["beta"].fillna(-1.0)).groupby([*GROUP, "metric"])["value"]
-    agg = stats.agg(["mean", "std", "count"]).reset_index()
-    metrics = sorted(agg["metric"].unique(), key=lambda m: (m != primary, m))
-    table = agg.pivot_table(index=GROUP, columns="metric", values=["mean", "std", "count"], aggfunc="first")
-    ascending = directions.get(primary, "min") == "min"
-    if ("mean", primary) in table.columns:
-        table = table.sort_values(by=[("mean", primary)], ascending=ascending, na_position="last")
+    """One row per configuration (seeds pooled), best first by ``primary``."""
+    frame = frame.assign(beta=frame["beta"].astype(object).where(frame["beta"].notna(), "–"))
+    metrics = sorted(frame["metric"].unique(), key=lambda m: (m != primary, m))
+    sign = 1.0 if directions.get(primary, "min") == "min" else -1.0
+    groups = []
+    for key, group in frame.groupby(GROUP, sort=True, dropna=False):
+        by_metric = group.groupby("metric")["value"]
+        stats = {m: (s.mean(), s.std(), s.count()) for m, s in by_metric}
+        order = sign * stats[primary][0] if primary in stats else math.inf
+        groups.append((order, dict(zip(GROUP, key)), stats, group["seed"].nunique()))
+    groups.sort(key=lambda g: g[0])
     rows = []
-    for rank, (key, row) in enumerate(table.iterrows(), start=1):
-        key = dict(zip(GROUP, key))
-        beta = "–" if key["beta"] == -1.0 else f"{key['beta']:g}"
-        seeds = int(row[("count", primary)]) if ("count", primary) in row.index else int(row["count"].max())
+    for rank, (_, key, stats, seeds) in enumerate(groups, start=1):
+        beta = key["beta"] if key["beta"] == "–" else f"{key['beta']:g}"
         cells = [rank, key["dataset"], key["prior"], key["prior_options"], key["regularizer"], beta, seeds]
-        for m in metrics:
-            mean = row.get(("mean", m), float("nan"))
-            cells.append("" if pd.isna(mean) else _fmt(mean, row[("std", m)], int(row[("count", m)])))
+        cells += [_fmt(*stats[m]) if m in stats else "" for m in metrics]
         rows.append(cells)
     return [["rank", "dataset", "prior", "options", "regularizer", "β", "seeds", *metrics], *rows]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from harness.config import ConfigError, key_path, suggest
+from harness.config import ConfigError, first_error, key_path, suggest
 
 #: Constructor parameters the harness passes itself, never taken from YAML.
 HARNESS_SUPPLIED = frozenset({"latent_dim"})
@@ -48,7 +48,7 @@ def validate_options(cls: type, options: Mapping[str, Any], where: str) -> dict[
     try:
         validated = model.model_validate(dict(options))
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
+        err = first_error(exc)
         loc = list(err["loc"])
         here = f"{where}.{key_path(loc)}" if loc else where
         kind = getattr(cls, "name", cls.__name__)

@@ -1,0 +1,48 @@
+"""Shared test helpers: tiny benchmark configs and a plugin registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from harness.plugins import Registry, load_registry
+
+#: A benchmark small enough to train in about a second on a CPU core.
+TINY: dict[str, Any] = {
+    "datasets": {"digits": {}},
+    "model": {"architecture": "mlp", "latent_dim": 4, "likelihood": "gaussian", "gamma": 0.05,
+              "architecture_options": {"hidden": 32, "layers": 1}},
+    "priors": {"gaussian": {}},
+    "regularizers": ["kl", "none"],
+    "beta": [1.0],
+    "seeds": [0],
+    "train": {"epochs": 2, "batch_size": 256, "lr": 0.003},
+    "evaluators": {"reconstruction": {}},
+    "primary_metric": "reconstruction.mse",
+    "sample_grid": 16,
+}
+
+
+def write_config(path: Path, **overrides: Any) -> Path:
+    """Write a one-benchmark (``tiny``) config with ``overrides`` applied to the benchmark."""
+    bench = {**TINY, "default": True, **overrides}
+    path.write_text(yaml.safe_dump({"benchmarks": {"tiny": bench}}, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def registry() -> Registry:
+    return load_registry()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (marked gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
