@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+from harness.figures import metric_bars, samples_overview
 from harness.store import Store
 
 GROUP = ["benchmark", "dataset", "prior", "prior_options", "regularizer", "beta"]
@@ -107,6 +108,7 @@ def render(out_dir: Path) -> Path:
                 header, *rows = _ranked(frame[frame["dataset"] == dataset], primary, directions)
                 lines.append(f"## {dataset}\n")
                 lines.append(tabulate(rows, headers=header, tablefmt="github", disable_numparse=True) + "\n")
+            lines.append(_figures_section(out_dir, bench, frame, primary, directions, done))
             lines.append(_samples_section(out_dir, done))
         else:
             lines.append("No finished cells yet.\n")
@@ -122,6 +124,15 @@ def _label(cell: dict[str, Any]) -> str:
     opts = _options(cell["prior_options"])
     beta = "" if cell["beta"] is None else f" β={cell['beta']:g}"
     return f"{cell['dataset']} {cell['prior']}{'' if opts == '–' else f'({opts})'} {cell['regularizer']}{beta} seed={cell['seed']}"
+
+
+def _figures_section(
+    out_dir: Path, bench: str, frame: pd.DataFrame, primary: str, directions: dict[str, str], done: list[dict[str, Any]]
+) -> str:
+    bars = metric_bars(frame, primary, directions.get(primary, "min"), out_dir / f"{bench}-{primary}.png")
+    overview = samples_overview(out_dir, done, out_dir / f"{bench}-samples.png")
+    links = [f"![{name}]({p.name})" for name, p in ((primary, bars), ("samples", overview)) if p is not None]
+    return "## Figures\n\n" + "\n\n".join(links) + "\n" if links else ""
 
 
 def _samples_section(out_dir: Path, done: list[dict[str, Any]]) -> str:

@@ -17,6 +17,9 @@ def save_samples(model: TrainedModel, test: DataSplit, path: Path, n: int) -> No
     if test.is_image:
         from torchvision.utils import save_image
 
+        # Small images (8×8 digits) are scaled up by whole pixels so the grid is legible.
+        scale = max(1, 32 // samples.shape[-1])
+        samples = samples.repeat_interleave(scale, dim=-1).repeat_interleave(scale, dim=-2)
         save_image(samples, path, nrow=max(1, int(math.sqrt(n))), padding=1)
         return
     import matplotlib
