@@ -77,6 +77,9 @@ class Prior(_Plugin, nn.Module):
     invertible: ClassVar[bool] = False
     #: ``cond`` (a condition vector per row) changes the distribution.
     conditional: ClassVar[bool] = False
+    #: Fitted to the trained encoder's codes once training ends (ex-post density estimation, e.g. a GMM):
+    #: the harness then calls ``fit_post_hoc`` with the training split's posterior means.
+    post_hoc: ClassVar[bool] = False
 
     latent_dim: int
 
@@ -107,6 +110,17 @@ class Prior(_Plugin, nn.Module):
         The default is the negative mean log-likelihood; a prior without parameters returns a constant.
         """
         return -self.log_prob(z, cond).mean()
+
+    def fit_parameters(self) -> list[nn.Parameter]:
+        """θ: the parameters the harness's optimizer updates from ``fit_loss``.
+
+        All parameters by default. A prior that trains some parameters itself (a GAN prior's discriminator,
+        with its own optimizer inside ``fit_loss``) returns only the others.
+        """
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def fit_post_hoc(self, z: Tensor) -> None:
+        """Fit to the trained encoder's codes ``z`` [N, D] (only called when ``post_hoc`` is True)."""
 
     def analytic_kl(self, posterior: GaussianPosterior, cond: Tensor | None = None) -> Tensor | None:
         """KL(q(z|x) || pθ) per row in closed form, or None when there is none (the default)."""
@@ -143,8 +157,8 @@ class Regularizer(_Plugin, nn.Module):
     """R(z; q, pθ), weighted by β in the encoder/decoder loss. Constructed as ``cls(**options_from_yaml)``.
 
     A regularizer may own parameters and an optimizer (an adversarial discriminator): it updates them in
-    ``update`` and they are checkpointed with its ``state_dict`` (override ``state_dict``/``load_state_dict``
-    to include optimizer state).
+    ``update``; the harness never touches them. Parameters are checkpointed with its ``state_dict``; keep
+    optimizer state there too through ``nn.Module.get_extra_state``/``set_extra_state``.
     """
 
     #: False when R is identically zero: the grid then makes one cell instead of one per β.

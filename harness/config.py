@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
 
@@ -120,6 +120,14 @@ def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
+def _gamma(value: Any) -> float | str:
+    if value == "learned":
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{value!r}: gamma must be a number > 0 or 'learned'")
+    return float(value)
+
+
 class ModelConfig(BaseModel):
     model_config = _FROZEN
 
@@ -128,8 +136,8 @@ class ModelConfig(BaseModel):
     architecture_options: Options = Field(default_factory=dict)
     latent_dim: PositiveInt = 8
     likelihood: Literal["gaussian", "bernoulli"] = "gaussian"
-    #: Fixed decoder variance γ of the Gaussian likelihood N(x | Dψ(z), γI).
-    gamma: Annotated[float, Field(gt=0)] = 1.0
+    #: Decoder variance γ of the Gaussian likelihood N(x | Dψ(z), γI): a fixed value, or "learned".
+    gamma: Annotated[float | str, BeforeValidator(_gamma)] = 1.0
 
 
 class TrainConfig(BaseModel):

@@ -9,6 +9,10 @@ from torch import Tensor, nn
 
 
 class Likelihood(nn.Module):
+    def learned(self) -> dict[str, float]:
+        """Learned likelihood parameters to record beside the metrics (``likelihood.<name>``)."""
+        return {}
+
     def nll(self, x: Tensor, raw: Tensor) -> Tensor:
         """−log pψ(x|z) per row, summed over every data dimension, [B]."""
         raise NotImplementedError
@@ -18,16 +22,23 @@ class Likelihood(nn.Module):
 
 
 class GaussianLikelihood(Likelihood):
-    """N(x | Dψ(z), γI) with γ fixed."""
+    """N(x | Dψ(z), γI), with γ fixed or learned (Dai & Wipf 2019: a learned scalar, log-parameterised,
+    part of ψ, starting at γ = 1)."""
 
-    def __init__(self, gamma: float) -> None:
+    def __init__(self, gamma: float | None) -> None:
         super().__init__()
-        self.gamma = gamma
+        self.fixed_gamma = gamma
+        self.log_gamma = nn.Parameter(torch.zeros(())) if gamma is None else None
 
     def nll(self, x: Tensor, raw: Tensor) -> Tensor:
         sq = (x - raw).pow(2).flatten(1).sum(dim=1)
         dims = x[0].numel()
-        return 0.5 * sq / self.gamma + 0.5 * dims * math.log(2 * math.pi * self.gamma)
+        if self.log_gamma is None:
+            return 0.5 * sq / self.fixed_gamma + 0.5 * dims * math.log(2 * math.pi * self.fixed_gamma)
+        return 0.5 * sq * torch.exp(-self.log_gamma) + 0.5 * dims * (math.log(2 * math.pi) + self.log_gamma)
+
+    def learned(self) -> dict[str, float]:
+        return {} if self.log_gamma is None else {"likelihood.gamma": float(self.log_gamma.detach().exp())}
 
     def mean(self, raw: Tensor) -> Tensor:
         return raw
@@ -43,9 +54,10 @@ class BernoulliLikelihood(Likelihood):
         return torch.sigmoid(raw)
 
 
-def build_likelihood(kind: str, gamma: float) -> Likelihood:
+def build_likelihood(kind: str, gamma: float | str) -> Likelihood:
+    """``gamma`` is the fixed variance, or "learned"."""
     if kind == "gaussian":
-        return GaussianLikelihood(gamma)
+        return GaussianLikelihood(None if gamma == "learned" else float(gamma))
     if kind == "bernoulli":
         return BernoulliLikelihood()
     raise ValueError(f"unknown likelihood {kind!r}")

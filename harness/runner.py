@@ -24,7 +24,7 @@ from harness.grid import Cell, expand, metric_directions
 from harness.plugins import Registry
 from harness.samples import save_samples
 from harness.store import Store
-from harness.train import build_model, train
+from harness.train import build_model, fit_post_hoc, train
 
 
 @dataclass
@@ -113,9 +113,10 @@ def run_cell(
         torch.manual_seed(cell.seed)
         model = build_model(cell, registry, data_shape, device)
         history = train(cell, model, train_split, workdir, progress=progress)
+        fit_post_hoc(model, train_split, cell.seed)
         view = model.view(cell, data_shape, device, workdir)
         eval_data = EvalData(cell.dataset, cell.dataset_options, train_split, test_split, cache_dir)
-        metrics = _evaluate(cell, registry, view, eval_data)
+        metrics = {**_evaluate(cell, registry, view, eval_data), **model.likelihood.learned()}
         if cell.sample_grid:
             torch.manual_seed(cell.seed)
             save_samples(view, test_split, workdir / "samples.png", cell.sample_grid)

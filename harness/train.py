@@ -55,8 +55,8 @@ class Model:
         return [p for m in mods for p in m.parameters() if p.requires_grad]
 
     def prior_params(self) -> list[nn.Parameter]:
-        """θ."""
-        return [p for p in self.prior.parameters() if p.requires_grad]
+        """θ, as the prior declares it."""
+        return list(self.prior.fit_parameters())
 
     def modules(self) -> dict[str, nn.Module]:
         return {
@@ -93,7 +93,7 @@ def build_model(cell: Cell, registry: Registry, data_shape: tuple[int, ...], dev
     encoder, decoder = arch.build(data_shape, latent_dim)
     prior = registry.get("prior", cell.prior)(latent_dim=latent_dim, **cell.prior_options)
     regularizer = registry.get("regularizer", cell.regularizer)(**cell.regularizer_options)
-    likelihood = build_likelihood(cell.model["likelihood"], float(cell.model["gamma"]))
+    likelihood = build_likelihood(cell.model["likelihood"], cell.model["gamma"])
     for module in (encoder, decoder, prior, regularizer, likelihood):
         module.to(device)
     lr = float(cell.train["lr"])
@@ -164,6 +164,22 @@ def _restore(model: Model, state: dict[str, Any]) -> tuple[int, list[dict[str, f
     if "rng_cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
     return int(state["epoch"]) + 1, list(state["history"])
+
+
+def encode_means(model: Model, data: DataSplit, batch_size: int = 1024) -> Tensor:
+    """Posterior means E[q(z|x)] of a whole split, batched."""
+    with torch.inference_mode():
+        parts = [model.encoder(as_float(x)).chunk(2, dim=-1)[0] for x in data.x.split(batch_size)]
+    return torch.cat(parts)
+
+
+def fit_post_hoc(model: Model, data: DataSplit, seed: int) -> None:
+    """Fit an ex-post prior (``Prior.post_hoc``) to the trained encoder's codes of the training split."""
+    if not model.prior.post_hoc:
+        return
+    torch.manual_seed(seed)
+    model.train(False)
+    model.prior.fit_post_hoc(encode_means(model, data).clone())
 
 
 def batches(n: int, batch_size: int, seed: int, epoch: int, device: torch.device) -> Iterator[Tensor]:
