@@ -140,7 +140,11 @@ BAD_CONFIGS = [
         id="latent-dim-zero",
     ),
     pytest.param(
-        bench("    model: {gamma: -1}\n"), ["benchmarks.b.model.gamma: -1", "greater than 0"], id="gamma-negative"
+        bench("    model: {gamma: -1}\n"), ["benchmarks.b.model.gamma: -1", "> 0 or 'learned'"], id="gamma-negative"
+    ),
+    pytest.param(
+        bench("    model: {gamma: learnt}\n"), ["benchmarks.b.model.gamma: 'learnt'", "> 0 or 'learned'"],
+        id="gamma-unknown-word",
     ),
     pytest.param(
         "benchmarks:\n"
