@@ -82,16 +82,21 @@ def _plugin(registry: Registry, kind: Kind, name: str, where: str) -> type[Any]:
     return registry.get(kind, name)
 
 
-def _constructed(cls: type[Any], options: dict[str, Any], where: str) -> dict[str, Any]:
-    """Build the plugin once: a constructor that rejects a value (ValueError) is bad input, not a crash later."""
+def _constructed(cls: type[Any], options: dict[str, Any], where: str, **supplied: Any) -> dict[str, Any]:
+    """Build the plugin once: a constructor that rejects a value (ValueError) is bad input, not a crash later.
+
+    ``supplied`` are the arguments the harness passes itself (a prior's ``latent_dim``).
+    """
     try:
-        cls(**options)
+        cls(**supplied, **options)
     except ValueError as exc:
         raise ConfigError(where, f"{options!r}: {' '.join(str(exc).split())}") from None
     return options
 
 
-def _variants(registry: Registry, kind: Kind, name: str, options: Any, where: str) -> list[dict[str, Any]]:
+def _variants(
+    registry: Registry, kind: Kind, name: str, options: Any, where: str, **supplied: Any
+) -> list[dict[str, Any]]:
     cls = _plugin(registry, kind, name, where)
     if not isinstance(options, Mapping):
         raise ConfigError(where, f"{options!r}: options must be a mapping of option: value")
@@ -99,7 +104,7 @@ def _variants(registry: Registry, kind: Kind, name: str, options: Any, where: st
         combos = _axes(options)
     except ValueError as exc:
         raise ConfigError(f"{where}.{exc}", "[]: an empty list gives no values to try") from None
-    return [validate_options(cls, combo, where) for combo in combos]
+    return [_constructed(cls, validate_options(cls, combo, where), where, **supplied) for combo in combos]
 
 
 def metric_directions(registry: Registry, evaluators: Mapping[str, Any]) -> dict[str, str]:
@@ -124,7 +129,9 @@ def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -
     arch_options = _constructed(arch_cls, validate_options(arch_cls, bench.model.architecture_options, arch_at), arch_at)
     model = {**bench.model.model_dump(mode="json"), "architecture_options": arch_options}
     priors = [
-        (p, opts) for p, raw in bench.priors.items() for opts in _variants(registry, "prior", p, raw, f"{at}.priors.{p}")
+        (p, opts)
+        for p, raw in bench.priors.items()
+        for opts in _variants(registry, "prior", p, raw, f"{at}.priors.{p}", latent_dim=bench.model.latent_dim)
     ]
     regularizers = [
         (r, opts)

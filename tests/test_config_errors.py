@@ -135,6 +135,11 @@ BAD_CONFIGS = [
         id="likelihood-not-gaussian-or-bernoulli",
     ),
     pytest.param(
+        bench(priors="{realnvp: {depth: [2, 0]}}"),
+        ["benchmarks.b.priors.realnvp", "'depth': 0", "depth must be at least 1, got 0"],
+        id="prior-constructor-rejects-option-value",
+    ),
+    pytest.param(
         bench("    model: {latent_dim: 0}\n"),
         ["benchmarks.b.model.latent_dim: 0", "greater than or equal to 1"],
         id="latent-dim-zero",
