@@ -56,6 +56,30 @@ def _registry(warn: bool = True) -> Registry:
     return registry
 
 
+def _executor(args: argparse.Namespace, registry: Registry, device: Any) -> Any:
+    from harness.executors import LocalExecutor, PoolExecutor, RayExecutor, cpu_threads_per_worker
+
+    kind = args.executor or ("pool" if args.workers > 1 else "local")
+    if kind == "local":
+        if args.workers > 1:
+            raise ConfigError("--workers", f"{args.workers}: the local executor runs one cell at a time",
+                              "use --executor pool (or ray) for several workers")
+        return LocalExecutor(registry)
+    if kind == "pool":
+        if device.type == "cuda":
+            import torch
+
+            gpus = [device.index] if device.index is not None else list(range(torch.cuda.device_count()))
+            slots = [f"cuda:{g}" for g in gpus for _ in range(args.cells_per_gpu)]
+            return PoolExecutor(slots[: args.workers] if args.workers > 1 else slots)
+        return PoolExecutor(["cpu"] * args.workers, threads=cpu_threads_per_worker(args.workers))
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ConfigError("--executor", "'ray': Ray is not installed", "pip install 'prior-harness[ray]'") from None
+    return RayExecutor(args.ray_address, gpus_per_cell=1.0 / args.cells_per_gpu if device.type == "cuda" else 0.0)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import leaderboard, provenance
     from harness.runner import plan_benchmark, run_plan
@@ -88,7 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         prov = provenance.collect(Path(args.config), device)
         prov["descriptions"] = {plan.name: plan.config.description}
         write_json_atomic(out / "provenance.json", prov)
-        counts = run_plan(plan, registry, Store(out), device, fresh=args.fresh, progress=not args.quiet)
+        executor = _executor(args, registry, device)
+        counts = run_plan(plan, registry, Store(out), device, fresh=args.fresh, progress=not args.quiet, executor=executor)
         board = leaderboard.render(out)
         summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
         print(f"{plan.name}: {summary}; leaderboard: {board}")
@@ -139,6 +164,16 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description="Benchmark priors for deep latent variable models.")
     parser.add_argument("--version", action="version", version=f"prior-harness {__version__}")
@@ -156,6 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true", help="redo finished cells instead of skipping them")
     run.add_argument("--dry-run", action="store_true", help="check everything and list the cells; train nothing")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    run.add_argument("--executor", choices=["local", "pool", "ray"],
+                     help="where cells run: local (in-process, sequential; the default for one worker), pool "
+                     "(spawned processes, one fresh process per cell; the default for --workers > 1), ray")
+    run.add_argument("--workers", type=_positive, default=1, metavar="N",
+                     help="pool: parallel cells (on CPU the cores are split between them; with GPUs at most "
+                     "one cell per GPU, or --cells-per-gpu)")
+    run.add_argument("--cells-per-gpu", type=_positive, default=1, metavar="K",
+                     help="let K small cells share each GPU (pool and ray)")
+    run.add_argument("--ray-address", metavar="ADDR", help="join an existing Ray cluster (default: start a local one)")
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check a config (plugins, options, metrics) without training")

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from harness.api import DataSplit, EvalData, PluginUnavailable
 from harness.config import BenchmarkConfig, ConfigError
+from harness.executors import CellTask, Executor, LocalExecutor, progress_counter
 from harness.grid import Cell, expand, metric_directions
 from harness.plugins import Registry
 from harness.samples import save_samples
@@ -84,7 +84,7 @@ def _evaluate(cell: Cell, registry: Registry, view: Any, data: EvalData) -> dict
 
 def run_cell(
     cell: Cell,
-    plan: Plan,
+    meta: Mapping[str, Any],
     registry: Registry,
     store: Store,
     data: DataCache,
@@ -92,8 +92,11 @@ def run_cell(
     cache_dir: Path,
     progress: bool,
 ) -> dict[str, Any]:
-    """Train and evaluate one cell and store its result; never raises for a problem of the cell itself."""
-    base = {"benchmark": plan.name, "primary_metric": plan.config.primary_metric, "directions": plan.directions}
+    """Train and evaluate one cell and store its result; never raises for a problem of the cell itself.
+
+    ``meta`` (benchmark, primary_metric, directions) is stored with the result for the leaderboard.
+    """
+    base = dict(meta)
     if cell.skip_reason:
         result = {**base, "status": "skipped", "reason": cell.skip_reason}
         store.write_result(cell, result)
@@ -147,31 +150,29 @@ def run_plan(
     device: torch.device,
     fresh: bool = False,
     progress: bool = True,
-    cache_dir: Path | None = None,
+    executor: Executor | None = None,
 ) -> Counter[str]:
-    """Run every cell of ``plan`` not yet done; returns counts by status (done, failed, skipped, cached, busy)."""
-    counts: Counter[str] = Counter()
-    data = DataCache(registry, device)
-    cache_dir = cache_dir or store.root / "cache"
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(plan.cells, desc=f"{plan.name}", unit="cell", disable=not progress)
-    for cell in bar:
-        if fresh:
-            store.forget(cell)
-        if store.is_done(cell):
-            counts["cached"] += 1
+    """Run every cell of ``plan`` not yet done; returns counts by status (done, failed, skipped, cached, busy).
+
+    ``executor`` defaults to in-process; cells that are already done are never handed to it.
+    """
+    executor = executor or LocalExecutor(registry)
+    local = isinstance(executor, LocalExecutor)
+    meta = {"primary_metric": plan.config.primary_metric, "directions": plan.directions}
+    tasks = [
+        CellTask(cell.to_json(), plan.name, out=str(store.root), device=str(device), fresh=fresh,
+                 progress=progress and local, **meta)
+        for cell in plan.cells
+    ]
+    counts, on_outcome, close = progress_counter(len(tasks), progress, plan.name)
+    todo = []
+    for task, cell in zip(tasks, plan.cells):
+        if not fresh and store.is_done(cell):
+            on_outcome(task, {"status": "cached"})
         else:
-            with store.claim(cell) as claimed:
-                # Another process may have finished it while we waited for the claim.
-                if not claimed:
-                    counts["busy"] += 1
-                elif store.is_done(cell):
-                    counts["cached"] += 1
-                else:
-                    counts[run_cell(cell, plan, registry, store, data, device, cache_dir, progress)["status"]] += 1
-        bar.set_postfix(_postfix(counts))
+            todo.append(task)
+    try:
+        executor.run(todo, on_outcome)
+    finally:
+        close()
     return counts
-
-
-def _postfix(counts: Mapping[str, int]) -> dict[str, int]:
-    return {k: counts[k] for k in ("done", "cached", "failed", "skipped", "busy") if counts.get(k)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,15 @@ def write_config(path: Path, **overrides: Any) -> Path:
     bench = {**TINY, "default": True, **overrides}
     path.write_text(yaml.safe_dump({"benchmarks": {"tiny": bench}}, sort_keys=False), encoding="utf-8")
     return path
+
+
+def make_distribution(site: Path, dist: str, module: str, source: str) -> None:
+    """A real installed distribution: a module plus a dist-info folder declaring the entry point."""
+    (site / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    info = site / f"{dist.replace('-', '_')}-0.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.3\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(f"[harness]\n{module} = {module}\n", encoding="utf-8")
 
 
 @pytest.fixture(scope="session")

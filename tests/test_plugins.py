@@ -6,12 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from conftest import write_config
+from conftest import make_distribution, write_config
 from harness.plugins import PluginConflict, load_registry
 
 LAPLACE = '''
@@ -38,15 +37,6 @@ class LaplacePrior(Prior):
 def harness_register_priors(register):
     register(LaplacePrior)
 '''
-
-
-def make_distribution(site: Path, dist: str, module: str, source: str) -> None:
-    """A real installed distribution: a module plus a dist-info folder declaring the entry point."""
-    (site / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
-    info = site / f"{dist.replace('-', '_')}-0.3.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.3\n", encoding="utf-8")
-    (info / "entry_points.txt").write_text(f"[harness]\n{module} = {module}\n", encoding="utf-8")
 
 
 def _harness(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

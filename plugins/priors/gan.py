@@ -1,0 +1,86 @@
+"""A GAN prior (Prior-AAE, paper §2.1 and §3): a generator fitted adversarially to the encoder's codes.
+
+The generator maps noise to Z_T; the prior's own latent discriminator tells the codes ("real") from generator
+samples ("fake"). The game is the non-saturating logistic GAN with an R1 penalty on the codes (Mescheder et al.
+2018), shared with the adversarial regularizer through ``harness_plugins.adversarial_common``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from harness import Prior, hookimpl
+from harness_plugins.adversarial_common import LatentDiscriminator, check_options, fooling_loss, mlp
+
+
+class GANPrior(Prior):
+    """pθ = G_θ(ε), ε ~ N(0, I_noise_dim). No density (``gan × kl`` is skipped), no inverse (no Z_0 metrics).
+
+    Who plays against whom: θ is the generator only (``fit_parameters``). Each ``fit_loss(z)`` first steps the
+    prior's own discriminator D_θ ``d_steps`` times with its own Adam (lr ``lr``, betas 0.5/0.999) on codes z
+    ("real") vs detached generator samples ("fake"), loss softplus(-D(z)) + softplus(D(G(ε))) + r1/2·‖∇_z D(z)‖²;
+    it then returns the generator's non-saturating loss mean(-log D_θ(G(ε))), which the harness minimises over θ
+    with its Adam at ``prior_lr``, never weighted by β. The encoder never sees D_θ.
+
+    - ``gan × none`` is the paper's Prior-AAE: an unregularised autoencoder plus a GAN learning its code
+      distribution alongside.
+    - ``gan × adversarial`` adds the regularizer's separate discriminator D_R, which tells generator samples
+      ("real") from codes ("fake") and pushes the encoder, weighted by β, towards the generator, while D_θ pulls
+      the generator towards the codes: the β-weighted AAE whose prior is learned.
+
+    ``r1`` is γ of Mescheder et al.; 1.0 suits codes of order-one scale. In eval mode (or without gradients)
+    ``fit_loss`` only scores the generator and leaves D_θ alone. D_θ's Adam state is checkpointed through
+    ``get_extra_state`` of the discriminator submodule.
+    """
+
+    name = "gan"
+    has_density = False
+    invertible = False
+
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden: int = 128,
+        layers: int = 2,
+        noise_dim: int | None = None,
+        lr: float = 2e-4,
+        r1: float = 1.0,
+        d_steps: int = 1,
+    ) -> None:
+        super().__init__()
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        if noise_dim is not None and noise_dim < 1:
+            raise ValueError(f"noise_dim must be >= 1 or null (= latent_dim), got {noise_dim}")
+        check_options(hidden, layers, lr, r1, d_steps)
+        self.latent_dim = latent_dim
+        self.noise_dim = latent_dim if noise_dim is None else noise_dim
+        self.d_steps = d_steps
+        self.generator = mlp(self.noise_dim, hidden, layers, latent_dim)
+        self.discriminator = LatentDiscriminator(latent_dim, hidden, layers, lr, r1)
+
+    def _generate(self, n: int) -> Tensor:
+        return self.generator(torch.randn(n, self.noise_dim, device=self.device, dtype=self.dtype))
+
+    def sample(self, n: int, cond: Tensor | None = None) -> Tensor:
+        return self._generate(n)
+
+    def fit_loss(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        if self.training and torch.is_grad_enabled():
+            for _ in range(self.d_steps):
+                with torch.no_grad():
+                    fake = self._generate(z.shape[0])
+                self.discriminator.step(real=z, fake=fake)
+        return fooling_loss(self.discriminator(self._generate(z.shape[0]))).mean()
+
+    def fit_parameters(self) -> list[nn.Parameter]:
+        """The generator only: the discriminator is stepped by its own optimizer inside ``fit_loss``."""
+        return [p for p in self.generator.parameters() if p.requires_grad]
+
+
+@hookimpl
+def harness_register_priors(register: Callable[[type[Prior]], None]) -> None:
+    register(GANPrior)

@@ -1,0 +1,187 @@
+"""The adversarial (AAE) regularizer: its penalty moves only the encoder, its discriminator moves only in
+``update``, it learns to separate prior samples from codes, it checkpoints its Adam, and it runs in a grid."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from harness import GaussianPosterior, Prior
+from harness.cli import main
+from harness.likelihoods import GaussianLikelihood
+from harness.store import Store
+from harness.train import Model, training_step
+from harness_plugins.priors.gaussian import GaussianPrior
+from harness_plugins.regularizers.adversarial import AdversarialRegularizer
+from harness_plugins.regularizers.none import NoRegularizer
+
+from conftest import write_config
+
+
+class ShiftedPrior(Prior):
+    """N(+3, 0.3²·I): a prior well away from codes placed at -3."""
+
+    name = "shifted"
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+
+    def sample(self, n: int, cond: Tensor | None = None) -> Tensor:
+        return 3.0 + 0.3 * torch.randn(n, self.latent_dim)
+
+
+class FittedAfterTraining(Prior):
+    name = "afterwards"
+    post_hoc = True
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small matrices: one thread is as fast, fixes the float summation order, and does not stall on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _weights(module: nn.Module) -> list[Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _model(regularizer: nn.Module) -> Model:
+    torch.manual_seed(0)
+    return Model(
+        encoder=nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 4)),
+        decoder=nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 6)),
+        likelihood=GaussianLikelihood(0.1),
+        prior=GaussianPrior(2),
+        regularizer=regularizer,
+        lr=0.01,
+    )
+
+
+def test_penalty_is_per_row_and_its_gradient_reaches_the_codes():
+    reg = AdversarialRegularizer(hidden=16)
+    z = torch.randn(8, 2, requires_grad=True)
+    post = GaussianPosterior(torch.zeros(8, 2), torch.zeros(8, 2))
+    penalty = reg.penalty(z, post, GaussianPrior(2))
+    assert penalty.shape == (8,)
+    penalty.sum().backward()
+    assert z.grad is not None and bool(torch.isfinite(z.grad).all()) and bool(z.grad.abs().sum() > 0)
+
+
+def test_a_training_step_moves_the_discriminator_exactly_as_update_alone_would():
+    x = torch.randn(32, 6)
+    model = _model(AdversarialRegularizer(hidden=16))
+    model.regularizer.update(torch.randn(32, 2), model.prior)  # warm up: built layers and Adam moments
+    reference = copy.deepcopy(model)
+    before = _weights(model.regularizer)
+
+    torch.manual_seed(5)
+    training_step(model, x, beta=10.0)  # a large β would show in the discriminator if L_φψ stepped it
+
+    torch.manual_seed(5)
+    mean, logvar = reference.encoder(x).chunk(2, dim=-1)
+    codes = GaussianPosterior(mean, logvar).rsample().detach()
+    reference.regularizer.update(codes, reference.prior)
+
+    got, want = _weights(model.regularizer), _weights(reference.regularizer)
+    assert all(torch.equal(g, w) for g, w in zip(got, want))
+    assert not all(torch.equal(g, b) for g, b in zip(got, before))
+
+
+def test_the_penalty_changes_the_encoder_update_when_beta_is_positive():
+    x = torch.randn(32, 6)
+    updates = []
+    for beta in (0.0, 1.0):
+        model = _model(AdversarialRegularizer(hidden=16))
+        torch.manual_seed(2)
+        model.regularizer.update(torch.randn(32, 2), model.prior)
+        torch.manual_seed(5)
+        training_step(model, x, beta=beta)
+        updates.append(_weights(model.encoder))
+    assert not all(torch.equal(a, b) for a, b in zip(*updates))
+
+
+def test_beta_zero_gives_the_same_encoder_decoder_updates_as_no_regularizer():
+    x = torch.randn(32, 6)
+    adversarial, plain = _model(AdversarialRegularizer(hidden=16)), _model(NoRegularizer())
+    for step in range(3):
+        for model in (adversarial, plain):
+            torch.manual_seed(step)
+            training_step(model, x, beta=0.0)
+    for a, b in zip(adversarial.model_params(), plain.model_params()):
+        assert torch.equal(a, b)
+
+
+def test_discriminator_separates_prior_samples_from_codes_and_the_penalty_is_larger_on_codes():
+    torch.manual_seed(0)
+    prior, reg = ShiftedPrior(2), AdversarialRegularizer(hidden=32, lr=1e-3)
+    codes = -3.0 + 0.3 * torch.randn(256, 2)
+    for _ in range(100):
+        logs = reg.update(codes, prior)
+    assert set(logs) >= {"d_loss", "r1"} and all(isinstance(v, float) for v in logs.values())
+
+    with torch.no_grad():
+        real, fake = prior.sample(500), -3.0 + 0.3 * torch.randn(500, 2)
+        accuracy = 0.5 * (float((reg.discriminator(real) > 0).float().mean()) +
+                          float((reg.discriminator(fake) < 0).float().mean()))
+        post = GaussianPosterior(torch.zeros(500, 2), torch.zeros(500, 2))
+        on_codes, on_prior = reg.penalty(fake, post, prior).mean(), reg.penalty(real, post, prior).mean()
+    assert accuracy > 0.95
+    assert on_codes > on_prior
+
+
+def test_checkpoint_round_trip_restores_the_discriminators_adam_moments(tmp_path):
+    torch.manual_seed(0)
+    prior, codes = GaussianPrior(2), torch.randn(64, 2) + 1.0
+    original = AdversarialRegularizer(hidden=16)
+    for _ in range(3):
+        original.update(codes, prior)
+    torch.save(original.state_dict(), tmp_path / "regularizer.pt")
+    restored = AdversarialRegularizer(hidden=16)
+    restored.load_state_dict(torch.load(tmp_path / "regularizer.pt", weights_only=True))
+    control = AdversarialRegularizer(hidden=16)  # same weights, fresh Adam
+    control.load_state_dict({k: v for k, v in original.state_dict().items() if "_extra_state" not in k}, strict=False)
+
+    after = []
+    for reg in (original, restored, control):
+        torch.manual_seed(1)
+        reg.update(codes, prior)
+        after.append(_weights(reg))
+    assert all(torch.equal(a, b) for a, b in zip(after[0], after[1]))
+    assert not all(torch.equal(a, b) for a, b in zip(after[0], after[2])), "Adam moments made no difference"
+
+
+def test_priors_fitted_after_training_are_incompatible_with_a_reason():
+    assert AdversarialRegularizer.incompatibility(FittedAfterTraining) == (
+        "prior 'afterwards' is fitted after training; the adversarial regularizer needs a prior to play against "
+        "during training"
+    )
+    assert AdversarialRegularizer.incompatibility(GaussianPrior) is None
+
+
+@pytest.mark.parametrize("options", [{"hidden": 0}, {"layers": 0}, {"lr": 0.0}, {"r1": -0.5}, {"d_steps": 0}])
+def test_nonsense_options_raise_value_error(options):
+    with pytest.raises(ValueError):
+        AdversarialRegularizer(**options)
+
+
+def test_a_run_over_gan_and_gaussian_priors_trains_every_cell_but_gan_kl_which_is_skipped(tmp_path):
+    cfg = write_config(
+        tmp_path / "b.yaml",
+        priors={"gan": {"hidden": 32}, "gaussian": {}},
+        regularizers=["adversarial", "kl", "none"],
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    status = {(r["cell"]["prior"], r["cell"]["regularizer"]): r for r in Store(out).results()}
+    assert len(status) == 6
+    assert status["gan", "kl"]["status"] == "skipped"
+    assert "density" in status["gan", "kl"]["reason"]
+    assert all(r["status"] == "done" for key, r in status.items() if key != ("gan", "kl"))
+    assert [h["epoch"] for h in status["gan", "adversarial"]["history"]] == [1, 2]
