@@ -148,6 +148,10 @@ class TrainConfig(BaseModel):
     lr: Annotated[float, Field(gt=0)] = 1e-3
     #: Learning rate of the prior's parameters θ; defaults to ``lr``.
     prior_lr: Annotated[float, Field(gt=0)] | None = None
+    #: On CUDA, run the encoder and decoder under bf16 autocast (loss terms stay float32). No effect on CPU.
+    autocast: bool = True
+    #: ``torch.compile`` the encoder and decoder (pays a compile time per cell; worth it for long cells).
+    compile: bool = False
 
 
 class BenchmarkConfig(BaseModel):

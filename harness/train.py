@@ -43,6 +43,8 @@ class Model:
     opt_prior: torch.optim.Optimizer | None = field(init=False)
     lr: float = 1e-3
     prior_lr: float = 1e-3
+    #: Run the encoder and decoder under bf16 autocast (CUDA only); every loss term stays float32.
+    autocast: bool = False
 
     def __post_init__(self) -> None:
         self.opt_model = torch.optim.Adam(self.model_params(), lr=self.lr)
@@ -96,18 +98,27 @@ def build_model(cell: Cell, registry: Registry, data_shape: tuple[int, ...], dev
     likelihood = build_likelihood(cell.model["likelihood"], cell.model["gamma"])
     for module in (encoder, decoder, prior, regularizer, likelihood):
         module.to(device)
+    if cell.train.get("compile"):
+        # Compiled wrappers share the parameters (and state_dict keys, via _orig_mod) of the originals.
+        encoder, decoder = torch.compile(encoder), torch.compile(decoder)
     lr = float(cell.train["lr"])
     prior_lr = float(cell.train.get("prior_lr") or lr)
-    return Model(encoder, decoder, likelihood, prior, regularizer, lr=lr, prior_lr=prior_lr)
+    autocast = bool(cell.train.get("autocast", True)) and device.type == "cuda"
+    return Model(encoder, decoder, likelihood, prior, regularizer, lr=lr, prior_lr=prior_lr, autocast=autocast)
 
 
 def training_step(model: Model, x: Tensor, beta: float, cond: Tensor | None = None) -> Tensor:
     """One update of φ, ψ (from L_φψ) and θ (from L_θ); returns the detached loss terms [rec, reg, fit]."""
-    h = model.encoder(x)
-    mean, logvar = h.chunk(2, dim=-1)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=model.autocast):
+        h = model.encoder(x)
+    # The networks may run in bf16; the posterior, the likelihood, the KL and the prior (a flow's log-det
+    # included) are computed in float32, where their sums of many small terms stay accurate.
+    mean, logvar = h.float().chunk(2, dim=-1)
     posterior = GaussianPosterior(mean, logvar)
     z = posterior.rsample()
-    rec = model.likelihood.nll(x, model.decoder(z)).mean()
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=model.autocast):
+        raw = model.decoder(z)
+    rec = model.likelihood.nll(x, raw.float()).mean()
     # β = 0 (or a regularizer that ignores β) contributes nothing: skip computing it.
     reg = model.regularizer.penalty(z, posterior, model.prior, cond).mean() if beta else rec.new_zeros(())
     loss_model = rec + beta * reg
