@@ -167,8 +167,9 @@ class BenchmarkConfig(BaseModel):
     beta: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)] = Field(default_factory=lambda: [1.0])
     seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = Field(default_factory=lambda: [0])
     train: TrainConfig = Field(default_factory=TrainConfig)
-    evaluators: dict[str, Options] = Field(default_factory=lambda: {"reconstruction": {}})
-    primary_metric: str = "reconstruction.mse"
+    evaluators: Annotated[dict[str, Options], Field(min_length=1)] = Field(default_factory=lambda: {"reconstruction": {}})
+    #: The metric the leaderboard ranks by; default: the first metric of the first evaluator.
+    primary_metric: str | None = None
     #: How many prior samples each cell draws into its samples.png grid.
     sample_grid: Annotated[int, Field(ge=0, le=1024)] = 64
 

@@ -116,6 +116,11 @@ def metric_directions(registry: Registry, evaluators: Mapping[str, Any]) -> dict
     return out
 
 
+def primary_metric(bench: BenchmarkConfig, directions: Mapping[str, str]) -> str:
+    """The metric a benchmark ranks by: its ``primary_metric``, else its first evaluator's first metric."""
+    return bench.primary_metric or next(iter(directions))
+
+
 def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -> list[Cell]:
     """All cells of a benchmark, skipped ones included (with ``skip_reason`` set)."""
     at = f"{source}: benchmarks.{name}"
@@ -144,7 +149,7 @@ def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -
         ev_cls = _plugin(registry, "evaluator", ev, ev_at)
         evaluators[ev] = _constructed(ev_cls, validate_options(ev_cls, raw, ev_at), ev_at)
     directions = metric_directions(registry, evaluators)
-    if bench.primary_metric not in directions:
+    if bench.primary_metric is not None and bench.primary_metric not in directions:
         raise ConfigError(
             f"{at}.primary_metric",
             f"unknown metric {bench.primary_metric!r}{suggest(bench.primary_metric, directions)}",

@@ -20,7 +20,7 @@ import torch
 from harness.api import DataSplit, EvalData, PluginUnavailable
 from harness.config import BenchmarkConfig, ConfigError
 from harness.executors import CellTask, Executor, LocalExecutor, progress_counter
-from harness.grid import Cell, expand, metric_directions
+from harness.grid import Cell, expand, metric_directions, primary_metric
 from harness.plugins import Registry
 from harness.samples import save_samples
 from harness.store import Store
@@ -158,7 +158,7 @@ def run_plan(
     """
     executor = executor or LocalExecutor(registry)
     local = isinstance(executor, LocalExecutor)
-    meta = {"primary_metric": plan.config.primary_metric, "directions": plan.directions}
+    meta = {"primary_metric": primary_metric(plan.config, plan.directions), "directions": plan.directions}
     tasks = [
         CellTask(cell.to_json(), plan.name, out=str(store.root), device=str(device), fresh=fresh,
                  progress=progress and local, **meta)

@@ -203,8 +203,8 @@ BAD_CONFIGS = [
         id="unknown-architecture-lists-known",
     ),
     pytest.param(
-        bench("    evaluators: {fid: {}}\n"),
-        ["benchmarks.b.evaluators.fid: unknown evaluator 'fid'", "; known: ", "reconstruction"],
+        bench("    evaluators: {fidd: {}}\n"),
+        ["benchmarks.b.evaluators.fidd: unknown evaluator 'fidd'", "did you mean 'fid'", "; known: ", "reconstruction"],
         id="unknown-evaluator-lists-known",
     ),
     pytest.param(

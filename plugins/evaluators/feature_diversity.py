@@ -1,0 +1,48 @@
+"""Feature diversity: how different a model's samples are from one another, in the harness classifier's features.
+
+An offline stand-in for the paper's LPIPS diversity, and not LPIPS: the features come from the harness's own small
+classifier (``classifier.py``, trained on the dataset's labels), not from an ImageNet backbone, so values compare
+only between models of one dataset and seed. Unconditional: pairs are independent draws from the prior.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch.nn.functional as F
+
+from harness import EvalData, Evaluator, TrainedModel, hookimpl
+from harness_plugins.evaluators.classifier import load_or_train_classifier
+
+
+class FeatureDiversityEvaluator(Evaluator):
+    """``feature_diversity``: the mean of 1 − cos(f(a), f(b)) over ``pairs`` pairs of independent samples a, b, with
+    f the classifier's penultimate features. Cosine, not Euclidean: a distance between directions is insensitive to
+    how strongly an image activates the network, as LPIPS's unit-normalised features are. The features are
+    non-negative (after a ReLU), so values lie in [0, 1]: 0 when every sample looks alike (mode collapse)."""
+
+    name = "feature_diversity"
+    metrics = {"": "max"}
+
+    def __init__(self, pairs: int = 1000, batch_size: int = 500) -> None:
+        if pairs < 1:
+            raise ValueError(f"pairs must be positive, got {pairs}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.pairs = pairs
+        self.batch_size = batch_size
+
+    def evaluate(self, model: TrainedModel, data: EvalData) -> Mapping[str, float]:
+        classifier = load_or_train_classifier(data, model.seed, model.device)
+        total = 0.0
+        for start in range(0, self.pairs, self.batch_size):
+            n = min(self.batch_size, self.pairs - start)
+            a = classifier.features(model.sample(n))
+            b = classifier.features(model.sample(n))
+            total += float((1 - F.cosine_similarity(a, b, dim=1)).sum())
+        return {"": total / self.pairs}
+
+
+@hookimpl
+def harness_register_evaluators(register: Callable[[type[Evaluator]], None]) -> None:
+    register(FeatureDiversityEvaluator)

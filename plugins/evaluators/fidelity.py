@@ -1,0 +1,325 @@
+"""FID, KID and the Inception Score, computed by torch-fidelity (``calculate_metrics``), never reimplemented.
+
+Generated images are decoder means of prior samples, clipped to [0, 1], quantised to uint8 and (grayscale)
+repeated to 3 channels; the reference is the test split treated the same way. Two feature extractors:
+
+- ``inception``: torch-fidelity's ``inception-v3-compat``, the number papers report. Its weights file is looked
+  for at ``weights_path`` or in the torch hub cache, downloaded there only with ``download: true``, and its
+  absence stops the run before anything trains.
+- ``classifier``: the harness classifier's penultimate features (``classifier.py``), registered into
+  torch-fidelity as the feature extractor ``harness-classifier`` so the FID/KID arithmetic stays torch-fidelity's.
+  Works offline on any labelled image dataset; its numbers are comparable only with the same classifier.
+
+Reference features and statistics are cached by torch-fidelity under ``<cache_dir>/fidelity`` with a name made of
+the dataset, a hash of its options, the split, its size and the extractor (with a hash of its weights, and the
+seed for the classifier); generated samples never are. Each evaluation writes ``<name>-details.json`` into the
+cell's folder: extractor, sample count, reference split and size, and the classifier's test accuracy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import torch
+import torch_fidelity
+from torch import Tensor
+from torch.utils.data import Dataset as TorchDataset
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+from tqdm.auto import tqdm
+
+from harness import EvalData, Evaluator, PluginUnavailable, TrainedModel, hookimpl
+from harness_plugins.evaluators.classifier import (
+    classifier_path,
+    dataset_cache_key,
+    load_classifier,
+    load_or_train_classifier,
+)
+
+INCEPTION_FILE = Path(urlparse(URL_INCEPTION_V3).path).name
+INCEPTION_EXTRACTOR = "inception-v3-compat"
+CLASSIFIER_EXTRACTOR = "harness-classifier"
+#: torch-fidelity's default KID subset size; smaller sets use all their samples in every subset.
+KID_SUBSET_SIZE = 1000
+
+
+class ClassifierFeatureExtractor(FeatureExtractorBase):
+    """The harness classifier inside torch-fidelity, loaded from its cache file as Inception is from its weights.
+
+    torch-fidelity builds extractors itself from a registered class, so the classifier reaches it as a file path
+    (``feature_extractor_weights_path``), the documented way to hand an extractor its weights.
+    """
+
+    def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str, **kwargs: Any) -> None:
+        super().__init__(name, features_list)
+        self.classifier = load_classifier(Path(feature_extractor_weights_path), torch.device("cpu"))
+
+    @staticmethod
+    def get_provided_features_list() -> tuple[str, ...]:
+        return ("features",)
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        return "features"
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    def forward(self, images: Tensor) -> tuple[Tensor]:
+        x = images.float() / 255.0
+        # torch-fidelity hands over 3 channels; a grayscale classifier reads one of the three identical copies.
+        if self.classifier.in_channels == 1:
+            x = x[:, :1]
+        return (self.classifier.features(x),)
+
+
+# torch-fidelity refuses a second registration of a name, as when this file is imported under a second module name.
+if CLASSIFIER_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
+    torch_fidelity.register_feature_extractor(CLASSIFIER_EXTRACTOR, ClassifierFeatureExtractor)
+
+
+class _Images(TorchDataset):
+    """A uint8 [N, 3, H, W] tensor as the map-style dataset torch-fidelity reads one image at a time."""
+
+    def __init__(self, images: Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Tensor:
+        return self.images[index]
+
+
+def _as_uint8_rgb(images: Tensor) -> Tensor:
+    """Images (uint8, or float in [0, 1]) as uint8 [N, 3, H, W] on the CPU: what torch-fidelity's extractors take."""
+    if images.dtype != torch.uint8:
+        images = images.mul(255).round().to(torch.uint8)
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    return images.cpu().contiguous()
+
+
+def _generate(model: TrainedModel, n: int, batch_size: int, desc: str) -> Tensor:
+    """``n`` decoded prior samples as uint8 RGB, sampled in batches so large counts fit in device memory."""
+    sizes = [min(batch_size, n - start) for start in range(0, n, batch_size)]
+    bar = tqdm(sizes, desc=desc, unit="batch", leave=False, disable=None)
+    return torch.cat([_as_uint8_rgb(model.sample(size)) for size in bar])
+
+
+def _require_images(data: EvalData, evaluator: str) -> None:
+    if not data.test.is_image:
+        raise ValueError(
+            f"{evaluator} compares images; dataset {data.dataset!r} holds vectors of shape "
+            f"{tuple(data.test.x.shape[1:])}"
+        )
+
+
+def _digest(path: Path) -> str:
+    """A short hash of a weights file: cached reference features never outlive the weights they came from."""
+    sha = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()[:8]
+
+
+def _home_relative(path: Path) -> str:
+    try:
+        return f"~/{path.relative_to(Path.home())}"
+    except ValueError:
+        return str(path)
+
+
+def inception_weights(evaluator: str, weights_path: str | None, download: bool, alternative: str = "") -> Path:
+    """The Inception weights file: ``weights_path``, else the torch hub cache (``$TORCH_HOME`` honoured), downloaded
+    there first when ``download`` is set. Raises PluginUnavailable naming the file and where to put it."""
+    if weights_path is not None:
+        path = Path(weights_path).expanduser()
+        if not path.is_file():
+            raise PluginUnavailable(
+                f"the Inception weights file {weights_path} does not exist",
+                f"Place {INCEPTION_FILE} there or fix {evaluator}.weights_path{alternative}.",
+            )
+        return path
+    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    path = checkpoints / INCEPTION_FILE
+    if path.is_file():
+        return path
+    fix = (
+        f"Place {INCEPTION_FILE} in {_home_relative(checkpoints)}/ or set {evaluator}.weights_path "
+        f"(or {evaluator}.download: true when online){alternative}."
+    )
+    if not download:
+        raise PluginUnavailable("the Inception weights are not available offline", fix)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(URL_INCEPTION_V3, str(path))
+    except Exception as exc:  # noqa: BLE001 - any network or file error means "not available"
+        raise PluginUnavailable(f"downloading the Inception weights failed: {exc}", fix) from None
+    return path
+
+
+def _calculate(
+    model: TrainedModel, generated: Tensor, weights: Path, batch_size: int, **options: Any
+) -> dict[str, float]:
+    """torch-fidelity's ``calculate_metrics`` with ``generated`` as input1, on the model's device, seeded by it."""
+    cuda = model.device.type == "cuda"
+    # torch-fidelity moves its extractor to the current CUDA device: make that the model's.
+    with torch.cuda.device(model.device) if cuda else nullcontext():
+        return torch_fidelity.calculate_metrics(
+            input1=_Images(generated),
+            feature_extractor_weights_path=str(weights),
+            batch_size=batch_size,
+            cuda=cuda,
+            # No DataLoader worker processes: the images are already in memory, and workers would fork the run.
+            save_cpu_ram=True,
+            rng_seed=model.seed,
+            verbose=False,
+            **options,
+        )
+
+
+def _write_details(model: TrainedModel, evaluator: str, details: Mapping[str, Any]) -> None:
+    """Provenance beside the metrics (which are plain floats), for the leaderboard to pick up."""
+    path = Path(model.workdir) / f"{evaluator}-details.json"
+    path.write_text(json.dumps(details, indent=2) + "\n", encoding="utf-8")
+
+
+class FIDEvaluator(Evaluator):
+    """``fid``: Fréchet distance between features of ``samples`` generated images and of the whole test split;
+    ``fid.kid`` (with ``kid: true``): the kernel distance (polynomial-kernel MMD², subsets of up to 1000) between the
+    same features. Both by torch-fidelity, with the extractor named by ``extractor``."""
+
+    name = "fid"
+    metrics = {"": "min", "kid": "min"}
+
+    def __init__(
+        self,
+        extractor: Literal["inception", "classifier"] = "inception",
+        samples: int = 10000,
+        kid: bool = True,
+        weights_path: str | None = None,
+        download: bool = False,
+        batch_size: int = 100,
+    ) -> None:
+        if samples < 2:
+            raise ValueError(f"samples must be at least 2 (FID needs a covariance), got {samples}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.extractor = extractor
+        self.samples = samples
+        self.kid = kid
+        self.weights_path = weights_path
+        self.download = download
+        self.batch_size = batch_size
+
+    def check_available(self) -> None:
+        if self.extractor == "inception":
+            self._inception_weights()
+
+    def _inception_weights(self) -> Path:
+        return inception_weights(
+            self.name, self.weights_path, self.download, alternative=f", or use {self.name}.extractor: classifier"
+        )
+
+    def _extractor(self, model: TrainedModel, data: EvalData) -> tuple[str, Path, str, float | None]:
+        """torch-fidelity's extractor name, its weights file, its tag in cache names, the classifier's accuracy."""
+        if self.extractor == "inception":
+            weights = self._inception_weights()
+            return INCEPTION_EXTRACTOR, weights, f"inception-{_digest(weights)}", None
+        classifier = load_or_train_classifier(data, model.seed, model.device)
+        weights = classifier_path(data, model.seed)
+        tag = f"classifier-seed{model.seed}-{_digest(weights)}"
+        return CLASSIFIER_EXTRACTOR, weights, tag, classifier.test_accuracy
+
+    def evaluate(self, model: TrainedModel, data: EvalData) -> Mapping[str, float]:
+        _require_images(data, self.name)
+        feature_extractor, weights, tag, accuracy = self._extractor(model, data)
+        generated = _generate(model, self.samples, self.batch_size, desc=self.name)
+        reference = _as_uint8_rgb(data.test.x)
+        kid_subset_size = min(KID_SUBSET_SIZE, len(generated), len(reference))
+        out = _calculate(
+            model,
+            generated,
+            weights,
+            self.batch_size,
+            feature_extractor=feature_extractor,
+            input2=_Images(reference),
+            input2_cache_name=f"{dataset_cache_key(data)}-test-{len(reference)}-{tag}",
+            cache_root=str(Path(data.cache_dir) / "fidelity"),
+            fid=True,
+            kid=self.kid,
+            kid_subset_size=kid_subset_size,
+        )
+        details: dict[str, Any] = {
+            "extractor": self.extractor,
+            "samples": self.samples,
+            "reference_split": "test",
+            "reference_size": len(reference),
+            "classifier_test_accuracy": accuracy,
+        }
+        metrics = {"": out[torch_fidelity.KEY_METRIC_FID]}
+        if self.kid:
+            metrics["kid"] = out[torch_fidelity.KEY_METRIC_KID_MEAN]
+            details.update(kid_std=out[torch_fidelity.KEY_METRIC_KID_STD], kid_subset_size=kid_subset_size)
+        _write_details(model, self.name, details)
+        return metrics
+
+
+class InceptionScoreEvaluator(Evaluator):
+    """``inception_score``: exp(E KL(p(y|x) || p(y))) of Inception's class posteriors over ``samples`` generated
+    images, averaged over ``splits`` (torch-fidelity). Inception only: it is defined by ImageNet's classes."""
+
+    name = "inception_score"
+    metrics = {"": "max"}
+
+    def __init__(
+        self,
+        samples: int = 10000,
+        splits: int = 10,
+        weights_path: str | None = None,
+        download: bool = False,
+        batch_size: int = 100,
+    ) -> None:
+        if not 1 <= splits <= samples:
+            raise ValueError(f"splits must be between 1 and samples ({samples}), got {splits}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.samples = samples
+        self.splits = splits
+        self.weights_path = weights_path
+        self.download = download
+        self.batch_size = batch_size
+
+    def check_available(self) -> None:
+        inception_weights(self.name, self.weights_path, self.download)
+
+    def evaluate(self, model: TrainedModel, data: EvalData) -> Mapping[str, float]:
+        _require_images(data, self.name)
+        weights = inception_weights(self.name, self.weights_path, self.download)
+        generated = _generate(model, self.samples, self.batch_size, desc=self.name)
+        options = {"feature_extractor": INCEPTION_EXTRACTOR, "isc": True, "isc_splits": self.splits}
+        out = _calculate(model, generated, weights, self.batch_size, **options)
+        details = {
+            "extractor": "inception",
+            "samples": self.samples,
+            "splits": self.splits,
+            "std": out[torch_fidelity.KEY_METRIC_ISC_STD],
+        }
+        _write_details(model, self.name, details)
+        return {"": out[torch_fidelity.KEY_METRIC_ISC_MEAN]}
+
+
+@hookimpl
+def harness_register_evaluators(register: Callable[[type[Evaluator]], None]) -> None:
+    register(FIDEvaluator)
+    register(InceptionScoreEvaluator)
