@@ -38,11 +38,14 @@ class Cell:
     evaluators: Mapping[str, Mapping[str, Any]]
     sample_grid: int = 64
     skip_reason: str | None = field(default=None, compare=False)
+    #: The prior options as the config wrote them (defaults left out): what leaderboards display.
+    prior_options_given: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def identity(self) -> dict[str, Any]:
-        """What the id hashes: everything but the benchmark's name (the same cell in two benchmarks is one)."""
+        """What the id hashes: everything but the benchmark's name (the same cell in two benchmarks is one)
+        and the display-only fields."""
         data = asdict(self)
-        del data["benchmark"], data["skip_reason"]
+        del data["benchmark"], data["skip_reason"], data["prior_options_given"]
         return data
 
     @cached_property
@@ -60,7 +63,8 @@ class Cell:
 
     @property
     def label(self) -> str:
-        opts = ",".join(f"{k}={v}" for k, v in sorted(self.prior_options.items()))
+        shown = self.prior_options if self.prior_options_given is None else self.prior_options_given
+        opts = ",".join(f"{k}={v}" for k, v in sorted(shown.items()))
         prior = f"{self.prior}({opts})" if opts else self.prior
         beta = "" if self.beta is None else f" β={self.beta:g}"
         return f"{self.dataset} {prior} {self.regularizer}{beta} seed={self.seed}"
@@ -96,7 +100,8 @@ def _constructed(cls: type[Any], options: dict[str, Any], where: str, **supplied
 
 def _variants(
     registry: Registry, kind: Kind, name: str, options: Any, where: str, **supplied: Any
-) -> list[dict[str, Any]]:
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """One (options as written, options resolved) pair per combination of the list-valued options."""
     cls = _plugin(registry, kind, name, where)
     if not isinstance(options, Mapping):
         raise ConfigError(where, f"{options!r}: options must be a mapping of option: value")
@@ -104,7 +109,7 @@ def _variants(
         combos = _axes(options)
     except ValueError as exc:
         raise ConfigError(f"{where}.{exc}", "[]: an empty list gives no values to try") from None
-    return [_constructed(cls, validate_options(cls, combo, where), where, **supplied) for combo in combos]
+    return [(combo, _constructed(cls, validate_options(cls, combo, where), where, **supplied)) for combo in combos]
 
 
 def metric_directions(registry: Registry, evaluators: Mapping[str, Any]) -> dict[str, str]:
@@ -134,14 +139,14 @@ def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -
     arch_options = _constructed(arch_cls, validate_options(arch_cls, bench.model.architecture_options, arch_at), arch_at)
     model = {**bench.model.model_dump(mode="json"), "architecture_options": arch_options}
     priors = [
-        (p, opts)
+        (p, given, opts)
         for p, raw in bench.priors.items()
-        for opts in _variants(registry, "prior", p, raw, f"{at}.priors.{p}", latent_dim=bench.model.latent_dim)
+        for given, opts in _variants(registry, "prior", p, raw, f"{at}.priors.{p}", latent_dim=bench.model.latent_dim)
     ]
     regularizers = [
         (r, opts)
         for r, raw in bench.regularizers.items()
-        for opts in _variants(registry, "regularizer", r, raw, f"{at}.regularizers.{r}")
+        for _, opts in _variants(registry, "regularizer", r, raw, f"{at}.regularizers.{r}")
     ]
     evaluators: dict[str, dict[str, Any]] = {}
     for ev, raw in bench.evaluators.items():
@@ -157,7 +162,7 @@ def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -
         )
 
     cells: list[Cell] = []
-    for (ds, ds_opts), (prior, p_opts), (reg, r_opts) in itertools.product(datasets, priors, regularizers):
+    for (ds, ds_opts), (prior, p_given, p_opts), (reg, r_opts) in itertools.product(datasets, priors, regularizers):
         prior_cls = registry.get("prior", prior)
         reg_cls = registry.get("regularizer", reg)
         betas: list[float | None] = list(bench.beta) if reg_cls.uses_beta else [None]
@@ -179,6 +184,7 @@ def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -
                     evaluators=evaluators,
                     sample_grid=bench.sample_grid,
                     skip_reason=reason,
+                    prior_options_given=p_given,
                 )
             )
     return cells

@@ -24,13 +24,19 @@ def _options(options: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(options.items())) or "–"
 
 
+def _given(cell: dict[str, Any]) -> dict[str, Any]:
+    """The prior options the config wrote (defaults omitted); the full set is in the cell's config.json."""
+    given = cell.get("prior_options_given")
+    return cell["prior_options"] if given is None else given
+
+
 def _row_key(cell: dict[str, Any]) -> dict[str, Any]:
     return {
         "cell_id": cell["cell_id"],
         "benchmark": cell["benchmark"],
         "dataset": cell["dataset"],
         "prior": cell["prior"],
-        "prior_options": _options(cell["prior_options"]),
+        "prior_options": _options(_given(cell)),
         "regularizer": cell["regularizer"],
         "beta": cell["beta"],
         "seed": cell["seed"],
@@ -120,10 +126,11 @@ def render(out_dir: Path) -> Path:
     return path
 
 
-def _label(cell: dict[str, Any]) -> str:
-    opts = _options(cell["prior_options"])
+def _label(cell: dict[str, Any], with_seed: bool = True) -> str:
+    opts = _options(_given(cell))
     beta = "" if cell["beta"] is None else f" β={cell['beta']:g}"
-    return f"{cell['dataset']} {cell['prior']}{'' if opts == '–' else f'({opts})'} {cell['regularizer']}{beta} seed={cell['seed']}"
+    seed = f" seed={cell['seed']}" if with_seed else ""
+    return f"{cell['dataset']} {cell['prior']}{'' if opts == '–' else f'({opts})'} {cell['regularizer']}{beta}{seed}"
 
 
 def _figures_section(
@@ -136,12 +143,16 @@ def _figures_section(
 
 
 def _samples_section(out_dir: Path, done: list[dict[str, Any]]) -> str:
-    links = []
-    for r in sorted(done, key=lambda r: _label(r["cell"])):
+    """One line per configuration, linking each seed's sample grid."""
+    by_config: dict[str, list[str]] = {}
+    for r in sorted(done, key=lambda r: (_label(r["cell"], with_seed=False), r["cell"]["seed"])):
         png = Path("cells") / r["cell"]["cell_id"] / "samples.png"
         if (out_dir / png).exists():
-            links.append(f"- [{_label(r['cell'])}]({png.as_posix()})")
-    return "## Samples from each trained prior\n\n" + "\n".join(links) + "\n" if links else ""
+            by_config.setdefault(_label(r["cell"], with_seed=False), []).append(
+                f"[seed {r['cell']['seed']}]({png.as_posix()})"
+            )
+    lines = [f"- {label}: {' · '.join(links)}" for label, links in by_config.items()]
+    return "## Samples from each trained prior\n\n" + "\n".join(lines) + "\n" if lines else ""
 
 
 def _problem_section(title: str, results: list[dict[str, Any]]) -> str:
