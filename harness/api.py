@@ -243,7 +243,9 @@ class Evaluator(_Plugin):
     ``metrics`` declares what ``evaluate`` may return: key suffix -> "min" or "max" (the better direction).
     The empty key names the metric after the evaluator itself (``fid``); other keys become
     ``<evaluator>.<key>`` (``reconstruction.mse``). The harness seeds torch before calling ``evaluate``
-    and runs it under ``torch.inference_mode``.
+    and runs it under ``torch.inference_mode``. How a metric was measured (feature extractor, sample count,
+    reference split) goes in ``<name>-details.json`` in ``model.workdir``: the leaderboard writes it beside each
+    of the evaluator's rows in results.csv.
     """
 
     metrics: ClassVar[Mapping[str, Literal["min", "max"]]] = {}

@@ -1,4 +1,4 @@
-"""The ``harness`` command: run | list | validate | leaderboard.
+"""The ``harness`` command: run | search | list | validate | leaderboard | new-plugin.
 
 Exit status: 0 every cell done (or skipped with a reason), 1 some cell failed, 2 bad input.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -15,7 +16,7 @@ from typing import Any, NoReturn
 
 from harness import __version__
 from harness.config import ConfigError, choose_benchmarks, load_config
-from harness.plugins import PluginConflict, Registry, load_registry
+from harness.plugins import AUTOLOAD_ENV, PluginConflict, Registry, load_registry
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -111,6 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         prov = provenance.collect(Path(args.config), device)
         prov["descriptions"] = {plan.name: plan.config.description}
+        prov["benchmarks"] = {plan.name: plan.config.model_dump(mode="json")}
         write_json_atomic(out / "provenance.json", prov)
         executor = _executor(args, registry, device)
         counts = run_plan(plan, registry, Store(out), device, fresh=args.fresh, progress=not args.quiet, executor=executor)
@@ -130,7 +132,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
         cells = expand(name, bench, registry, str(args.config))
         skipped = sum(1 for c in cells if c.skip_reason)
         print(f"{name}: ok, {len(cells)} cells ({skipped} skipped)")
+    if config.searches:
+        from harness.search_config import resolve
+
+        for name in config.searches:
+            found = resolve(config, name, registry, str(args.config))
+            print(f"search {name}: ok, {len(found.config.space)} parameters, objective {found.metric} ({found.direction})")
     return EXIT_OK
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from harness import search
+
+    device = _device(args.device)
+    config = load_config(args.config)
+    registry = _registry()
+    found = search.resolve(config, args.search, registry, str(args.config))
+    out = Path(args.out) if args.out else Path("leaderboards") / f"search-{found.name}"
+    summary = search.run(found, registry, out, storage_spec=args.storage, trials=args.trials, workers=args.workers,
+                         device=device, quiet=args.quiet)
+    print(summary.text)
+    return EXIT_OK if summary.ok else EXIT_FAILED
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -140,17 +162,35 @@ def cmd_list(args: argparse.Namespace) -> int:
         for p in registry
     ]
     broken = [asdict(b) for b in registry.broken]
+    if os.environ.get(AUTOLOAD_ENV, "") not in ("", "0"):
+        print(f"note: {AUTOLOAD_ENV} is set: only the built-in plugins are loaded", file=sys.stderr)
     if args.json:
-        print(json.dumps({"plugins": rows, "broken": broken}, indent=2))
+        extra = {"modules": [asdict(m) for m in registry.modules]} if args.verbose else {}
+        print(json.dumps({"plugins": rows, "broken": broken, **extra}, indent=2))
         return EXIT_OK
     from tabulate import tabulate
 
-    print(tabulate([[r["kind"], r["name"], r["distribution"], r["version"]] for r in rows],
-                   headers=["kind", "name", "distribution", "version"]))
+    columns = ["kind", "name", "distribution", "version"] + (["module"] if args.verbose else [])
+    print(tabulate([[r[c] for c in columns] for r in rows], headers=columns))
+    if args.verbose:
+        print("\nplugin modules (entry point, distribution, file, hooks implemented):")
+        for m in registry.modules:
+            print(f"  {m.entry_point} ({m.distribution} {m.version})\n    file:  {m.path or '(no file)'}"
+                  f"\n    hooks: {', '.join(m.hooks) or '(none)'}")
     if broken:
         print("\nbroken plugins:")
         for b in broken:
             print(f"  {b['entry_point']} ({b['distribution']} {b['version']}): {b['error']}")
+    return EXIT_OK
+
+
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    from harness.scaffold import write_plugin
+
+    taken = _registry(warn=False).names(args.kind)
+    folder = write_plugin(args.name, args.kind, args.dir, taken=taken)
+    print(f"wrote {folder}/: pyproject.toml, README.md, the {args.kind} module and its contract tests")
+    print(f"next: pip install -e {folder} && python -m pytest {folder}")
     return EXIT_OK
 
 
@@ -202,13 +242,43 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", metavar="ADDR", help="join an existing Ray cluster (default: start a local one)")
     run.set_defaults(func=cmd_run)
 
+    srch = sub.add_parser("search", help="an Optuna search (β, flow depth, ...) from the config's searches:",
+                          description="Run trials of a search until its study holds the total wanted; each trial "
+                          "is one cell trained and stored as `harness run` would. Rerun to continue the same study. "
+                          "Exit status: 0 the study holds the trials wanted, 1 it does not (or none completed), "
+                          "2 bad input.")
+    srch.add_argument("config", type=Path, help="benchmarks.yaml")
+    srch.add_argument("--search", "-s", metavar="NAME", help="which search (may be left out when there is one)")
+    srch.add_argument("--trials", type=_positive, metavar="N",
+                      help="total trials wanted in the study, counting those already there (default: the search's)")
+    srch.add_argument("--workers", type=_positive, default=1, metavar="N",
+                      help="local worker processes sharing the study (on CPU the cores are split between them)")
+    srch.add_argument("--storage", metavar="URL|PATH",
+                      help="a journal file path (default: OUT/study.journal) or a database URL such as "
+                      "postgresql://user:password@host/db, for workers on several machines")
+    srch.add_argument("--out", metavar="DIR", help="results folder (default: leaderboards/search-<name>)")
+    srch.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    srch.add_argument("--quiet", "-q", action="store_true", help="no line per trial")
+    srch.set_defaults(func=cmd_search)
+
     validate = sub.add_parser("validate", help="check a config (plugins, options, metrics) without training")
     validate.add_argument("config", type=Path)
     validate.set_defaults(func=cmd_validate)
 
     lst = sub.add_parser("list", help="every installed plugin: kind, name, distribution, version; broken ones")
     lst.add_argument("--json", action="store_true", help="machine-readable output")
+    lst.add_argument("--verbose", "-v", action="store_true",
+                     help="also each plugin module's file and the hooks it implements")
     lst.set_defaults(func=cmd_list)
+
+    new = sub.add_parser("new-plugin", help="write a plugin package: pyproject, module, contract tests, README",
+                         description="Write an installable package with a small working plugin of KIND, its "
+                         "entry point, and tests that run the kind's contract suite from harness.testing.")
+    new.add_argument("name", metavar="NAME", help="the name users write in benchmarks.yaml (e.g. my-prior)")
+    new.add_argument("--kind", required=True, choices=["prior", "regularizer", "evaluator", "dataset"])
+    new.add_argument("--dir", type=Path, metavar="DIR",
+                     help="the package folder to write (default: ./harness-KIND-NAME)")
+    new.set_defaults(func=cmd_new_plugin)
 
     board = sub.add_parser("leaderboard", help="re-render results.csv and leaderboard.md from a results folder")
     board.add_argument("dir", help="a folder written by `harness run` (e.g. leaderboards/quick)")

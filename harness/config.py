@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 
@@ -61,6 +61,8 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges: keys written beside it override the merged ones
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise _DuplicateKey(key, key_node.start_mark.line + 1)
@@ -154,16 +156,101 @@ class TrainConfig(BaseModel):
     compile: bool = False
 
 
+class ModelOverride(BaseModel):
+    """Keys of ``model:`` that a named model variant changes."""
+
+    model_config = _FROZEN
+
+    architecture: str | None = None
+    architecture_options: Options | None = None
+    latent_dim: PositiveInt | None = None
+    likelihood: Literal["gaussian", "bernoulli"] | None = None
+    gamma: Annotated[float | str, BeforeValidator(_gamma)] | None = None
+
+
+class ModelVariant(BaseModel):
+    """A named sub-grid (e.g. "flow-vae": realnvp × kl), crossed with the benchmark's datasets, β and seeds."""
+
+    model_config = _FROZEN
+
+    priors: Annotated[dict[str, Options], Field(min_length=1)]
+    regularizers: Annotated[dict[str, Options], Field(min_length=1)]
+    model: ModelOverride = Field(default_factory=ModelOverride)
+    #: β values for this variant only (default: the benchmark's).
+    beta: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)] | None = None
+
+    _named = field_validator("priors", "regularizers", mode="before")(classmethod(lambda cls, v: _named_options(v)))
+    _lists = field_validator("beta", mode="before")(classmethod(lambda cls, v: _as_list(v)))
+
+
+class Selector(BaseModel):
+    """Which results a claim compares: a model variant (or prior/regularizer), a β, and optionally a metric."""
+
+    model_config = _FROZEN
+
+    model: str | None = None
+    prior: str | None = None
+    regularizer: str | None = None
+    beta: Annotated[float, Field(ge=0)] | None = None
+    metric: str | None = None
+
+
+class Claim(BaseModel):
+    """A statement of the paper, checked against the measured numbers in the leaderboard's Claims section.
+
+    ``better``: side ``a`` beats side ``b`` on ``metric`` (in the metric's better direction).
+    ``falls_as_beta_falls``: along ``a``'s β values, ``metric`` is better at the smallest β than at the largest.
+    """
+
+    model_config = _FROZEN
+
+    text: str
+    kind: Literal["better", "falls_as_beta_falls"]
+    metric: str | None = None
+    a: Selector
+    b: Selector | None = None
+
+    @model_validator(mode="after")
+    def _sides(self) -> Claim:
+        if self.kind == "better" and self.b is None:
+            raise ValueError("a 'better' claim needs both sides a and b")
+        if self.metric is None and (self.a.metric is None or (self.b is not None and self.b.metric is None)):
+            raise ValueError("give the claim a metric (or one per side)")
+        return self
+
+
+class LatentFigures(BaseModel):
+    """Which trained cell the latent-space figures (2-D latents, interpolations, attribute edits, PCA) show."""
+
+    model_config = _FROZEN
+
+    model: str | None = None
+    prior: str | None = None
+    regularizer: str | None = None
+    beta: Annotated[float, Field(ge=0)] | None = None
+    seed: int = 0
+    #: Test images per interpolation grid (pairs) and the number of steps along each path.
+    pairs: Annotated[int, Field(ge=1, le=16)] = 4
+    steps: Annotated[int, Field(ge=3, le=16)] = 8
+
+
 class BenchmarkConfig(BaseModel):
     model_config = _FROZEN
 
     default: bool = False
     description: str = ""
+    #: Expected cost, for people choosing what to run (free text, e.g. "about 1 h on 2 CPU cores").
+    cost: str = ""
     datasets: Annotated[dict[str, Options], Field(min_length=1)]
     model: ModelConfig = Field(default_factory=ModelConfig)
     #: prior name -> options; a list-valued option is a grid axis (write [[...]] for one list value).
-    priors: Annotated[dict[str, Options], Field(min_length=1)]
-    regularizers: Annotated[dict[str, Options], Field(min_length=1)]
+    priors: Annotated[dict[str, Options], Field(min_length=1)] | None = None
+    regularizers: Annotated[dict[str, Options], Field(min_length=1)] | None = None
+    #: Named model variants instead of one priors × regularizers grid (each its own sub-grid and model keys).
+    models: Annotated[dict[str, ModelVariant], Field(min_length=1)] | None = None
+    claims: list[Claim] = Field(default_factory=list)
+    #: Draw the latent-space figures from one trained cell (see LatentFigures).
+    latent_figures: LatentFigures | None = None
     beta: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)] = Field(default_factory=lambda: [1.0])
     seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = Field(default_factory=lambda: [0])
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -185,13 +272,156 @@ class BenchmarkConfig(BaseModel):
             raise ValueError(f"repeated values in {value}")
         return value
 
+    @model_validator(mode="after")
+    def _one_grid(self) -> BenchmarkConfig:
+        if self.models is None and (self.priors is None or self.regularizers is None):
+            raise ValueError("give priors and regularizers, or named models")
+        if self.models is not None and (self.priors is not None or self.regularizers is not None):
+            raise ValueError("give either priors and regularizers or named models, not both")
+        return self
+
+    def variants(self) -> list[tuple[str | None, dict[str, Options], dict[str, Options], ModelConfig, list[float]]]:
+        """(name, priors, regularizers, model, betas) of each sub-grid; one unnamed one without ``models``."""
+        if self.models is None:
+            assert self.priors is not None and self.regularizers is not None
+            return [(None, self.priors, self.regularizers, self.model, list(self.beta))]
+        out = []
+        for name, v in self.models.items():
+            override = v.model.model_dump(exclude_none=True)
+            model = self.model.model_copy(update=override)
+            out.append((name, v.priors, v.regularizers, model, list(v.beta or self.beta)))
+        return out
+
+
+class SearchParam(BaseModel):
+    """One searched value: a range (``low``/``high``, float or int, ``log: true`` for log-uniform) or ``choices``."""
+
+    model_config = _FROZEN
+
+    low: int | float | None = None
+    high: int | float | None = None
+    type: Literal["float", "int"] = "float"
+    log: bool = False
+    step: Annotated[float, Field(gt=0)] | None = None
+    choices: Annotated[list[bool | int | float | str | None], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> SearchParam:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or self.log or self.step is not None:
+                raise ValueError("give either choices or a range (low, high), not both")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("give a range (low and high) or choices")
+        if self.low >= self.high:
+            raise ValueError(f"empty range: low {self.low:g} >= high {self.high:g}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low > 0, got low {self.low:g}")
+        if self.log and self.step is not None:
+            raise ValueError("log: true and step cannot be combined")
+        if self.type == "int" and not all(float(v).is_integer() for v in (self.low, self.high, self.step or 1)):
+            raise ValueError(f"type: int needs whole numbers, got low {self.low:g}, high {self.high:g}")
+        return self
+
+
+class SearchObjective(BaseModel):
+    model_config = _FROZEN
+
+    #: A metric of the benchmark's evaluators, e.g. ``fid`` or ``reconstruction.mse``.
+    metric: str
+    #: Default: the metric's own direction (lower-is-better metrics are minimised).
+    direction: Literal["minimize", "maximize"] | None = None
+
+
+class SearchPruner(BaseModel):
+    """The median pruner: a trial stops when its per-epoch value is worse than the median of earlier trials'."""
+
+    model_config = _FROZEN
+
+    enabled: bool = True
+    #: Never prune before this many trials have finished.
+    startup_trials: Annotated[int, Field(ge=0)] = 3
+    #: Never prune a trial in its first ``warmup_epochs`` epochs.
+    warmup_epochs: Annotated[int, Field(ge=0)] = 1
+
+
+class SearchSampler(BaseModel):
+    """The TPE sampler: random for the first ``startup_trials`` trials, then guided by the finished ones."""
+
+    model_config = _FROZEN
+
+    seed: Annotated[int, Field(ge=0)] = 0
+    startup_trials: Annotated[int, Field(ge=0)] = 10
+
+
+class SearchHeartbeat(BaseModel):
+    """Database storage only: a trial whose worker stops beating for ``grace`` seconds is failed and retried."""
+
+    model_config = _FROZEN
+
+    interval: PositiveInt = 60
+    #: Default: twice the interval.
+    grace: PositiveInt | None = None
+    #: How often one trial is retried after its worker died (then it stays failed).
+    max_retry: Annotated[int, Field(ge=0)] = 3
+
+    @model_validator(mode="after")
+    def _grace(self) -> SearchHeartbeat:
+        if self.grace is not None and self.grace <= self.interval:
+            raise ValueError(f"grace {self.grace} must be longer than interval {self.interval}")
+        return self
+
+
+def _one_named(value: Any) -> Any:
+    value = _named_options(value)
+    if isinstance(value, dict) and len(value) > 1:
+        raise ValueError(f"{', '.join(map(str, value))}: a search has one; give a name or {{name: {{options}}}}")
+    return value
+
+
+class SearchConfig(BaseModel):
+    """An Optuna search over one prior and regularizer of a benchmark (checked against the plugins by
+    ``harness.search.resolve``)."""
+
+    model_config = _FROZEN
+
+    description: str = ""
+    #: Dataset, model, train and evaluators come from this benchmark.
+    benchmark: str
+    #: Which of the benchmark's datasets (needed when it has several).
+    dataset: str | None = None
+    prior: Annotated[dict[str, Options], Field(min_length=1)]
+    regularizer: Annotated[dict[str, Options], Field(min_length=1)]
+    #: β when it is not searched (default: the benchmark's, when it has one).
+    beta: Annotated[float, Field(ge=0)] | None = None
+    #: The seed every trial's cell trains with.
+    seed: Annotated[int, Field(ge=0)] = 0
+    #: Dotted path (beta, prior.<option>, regularizer.<option>, train.<key>, model.<key>) -> what to try.
+    space: Annotated[dict[str, SearchParam], Field(min_length=1)]
+    objective: SearchObjective
+    #: The trials' evaluators (default: the benchmark's): keep what the objective needs for cheaper trials.
+    evaluators: Annotated[dict[str, Options], Field(min_length=1)] | None = None
+    #: Total trials wanted in the study (``--trials`` overrides).
+    trials: PositiveInt = 20
+    #: Points tried first, before the sampler's own (e.g. the benchmark's current values).
+    enqueue: list[dict[str, Any]] = Field(default_factory=list)
+    pruner: SearchPruner = Field(default_factory=SearchPruner)
+    sampler: SearchSampler = Field(default_factory=SearchSampler)
+    heartbeat: SearchHeartbeat = Field(default_factory=SearchHeartbeat)
+
+    _named = field_validator("prior", "regularizer", mode="before")(classmethod(lambda cls, v: _one_named(v)))
+    _evaluators = field_validator("evaluators", mode="before")(classmethod(lambda cls, v: _named_options(v)))
+    _objective = field_validator("objective", mode="before")(
+        classmethod(lambda cls, v: {"metric": v} if isinstance(v, str) else v)
+    )
+
 
 class ConfigFile(BaseModel):
     model_config = _FROZEN
 
     benchmarks: Annotated[dict[str, BenchmarkConfig], Field(min_length=1)]
-    #: Optuna searches (validated by ``harness search``); kept opaque here.
-    searches: dict[str, Any] = Field(default_factory=dict)
+    #: Optuna searches (``harness search``); checked against the benchmarks and plugins by ``harness.search``.
+    searches: dict[str, SearchConfig] = Field(default_factory=dict)
 
     @field_validator("benchmarks")
     @classmethod

@@ -65,3 +65,47 @@ def samples_overview(out_dir: Path, results: list[dict[str, Any]], path: Path) -
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _series_label(row: pd.Series) -> str:
+    if row.get("model", "–") not in ("–", None):
+        return str(row["model"])
+    opts = "" if row["prior_options"] == "–" else f"({row['prior_options']})"
+    return f"{row['prior']}{opts} {row['regularizer']}"
+
+
+def metric_vs_beta(long: pd.DataFrame, metric: str, direction: str, path: Path) -> Path | None:
+    """The paper's Fig. 2: ``metric`` against β (not to scale), mean ± std over seeds, one line per model.
+
+    Configurations that ignore β (no regularizer, an ex-post prior) are drawn as dashed horizontal lines.
+    """
+    frame = long[long["metric"] == metric].copy()
+    betas = sorted(pd.to_numeric(frame["beta"], errors="coerce").dropna().unique())
+    if len(betas) < 2:
+        return None
+    frame["series"] = frame.apply(_series_label, axis=1)
+    datasets = sorted(frame["dataset"].unique())
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.2), squeeze=False)
+    position = {b: i for i, b in enumerate(betas)}
+    for ax, dataset in zip(axes[0], datasets):
+        sub = frame[frame["dataset"] == dataset]
+        for series, group in sorted(sub.groupby("series"), key=lambda kv: kv[0]):
+            beta = pd.to_numeric(group["beta"], errors="coerce")
+            if beta.isna().all():
+                mean, std = group["value"].mean(), group["value"].std()
+                line = ax.axhline(mean, linestyle="--", linewidth=1.2, label=f"{series} (β-free)")
+                if pd.notna(std):
+                    ax.axhspan(mean - std, mean + std, color=line.get_color(), alpha=0.12)
+                continue
+            stats = group.assign(beta=beta).groupby("beta")["value"].agg(["mean", "std"]).fillna({"std": 0.0})
+            xs = [position[b] for b in stats.index]
+            ax.errorbar(xs, stats["mean"], yerr=stats["std"], marker="o", capsize=3, label=series)
+        ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
+        ax.set_xlabel("β (not to scale)")
+        ax.set_ylabel(f"{metric} ({'lower' if direction == 'min' else 'higher'} is better)")
+        ax.set_title(dataset)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

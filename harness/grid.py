@@ -40,12 +40,14 @@ class Cell:
     skip_reason: str | None = field(default=None, compare=False)
     #: The prior options as the config wrote them (defaults left out): what leaderboards display.
     prior_options_given: Mapping[str, Any] | None = field(default=None, compare=False)
+    #: The benchmark's name for this cell's model variant (``models:``), when it has named ones.
+    variant: str | None = field(default=None, compare=False)
 
     def identity(self) -> dict[str, Any]:
         """What the id hashes: everything but the benchmark's name (the same cell in two benchmarks is one)
         and the display-only fields."""
         data = asdict(self)
-        del data["benchmark"], data["skip_reason"], data["prior_options_given"]
+        del data["benchmark"], data["skip_reason"], data["prior_options_given"], data["variant"]
         return data
 
     @cached_property
@@ -67,7 +69,8 @@ class Cell:
         opts = ",".join(f"{k}={v}" for k, v in sorted(shown.items()))
         prior = f"{self.prior}({opts})" if opts else self.prior
         beta = "" if self.beta is None else f" β={self.beta:g}"
-        return f"{self.dataset} {prior} {self.regularizer}{beta} seed={self.seed}"
+        variant = f"[{self.variant}] " if self.variant else ""
+        return f"{variant}{self.dataset} {prior} {self.regularizer}{beta} seed={self.seed}"
 
 
 def _axes(options: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -134,20 +137,6 @@ def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -
         ds_at = f"{at}.datasets.{ds}"
         ds_cls = _plugin(registry, "dataset", ds, ds_at)
         datasets.append((ds, _constructed(ds_cls, validate_options(ds_cls, raw, ds_at), ds_at)))
-    arch_cls = _plugin(registry, "architecture", bench.model.architecture, f"{at}.model.architecture")
-    arch_at = f"{at}.model.architecture_options"
-    arch_options = _constructed(arch_cls, validate_options(arch_cls, bench.model.architecture_options, arch_at), arch_at)
-    model = {**bench.model.model_dump(mode="json"), "architecture_options": arch_options}
-    priors = [
-        (p, given, opts)
-        for p, raw in bench.priors.items()
-        for given, opts in _variants(registry, "prior", p, raw, f"{at}.priors.{p}", latent_dim=bench.model.latent_dim)
-    ]
-    regularizers = [
-        (r, opts)
-        for r, raw in bench.regularizers.items()
-        for _, opts in _variants(registry, "regularizer", r, raw, f"{at}.regularizers.{r}")
-    ]
     evaluators: dict[str, dict[str, Any]] = {}
     for ev, raw in bench.evaluators.items():
         ev_at = f"{at}.evaluators.{ev}"
@@ -160,31 +149,64 @@ def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -
             f"unknown metric {bench.primary_metric!r}{suggest(bench.primary_metric, directions)}",
             "metrics come from the benchmark's evaluators: <evaluator> or <evaluator>.<key>",
         )
+    _check_claims(bench, directions, at)
 
     cells: list[Cell] = []
-    for (ds, ds_opts), (prior, p_given, p_opts), (reg, r_opts) in itertools.product(datasets, priors, regularizers):
-        prior_cls = registry.get("prior", prior)
-        reg_cls = registry.get("regularizer", reg)
-        betas: list[float | None] = list(bench.beta) if reg_cls.uses_beta else [None]
-        reason = reg_cls.incompatibility(prior_cls)
-        for beta, seed in itertools.product(betas, bench.seeds):
-            cells.append(
-                Cell(
-                    benchmark=name,
-                    dataset=ds,
-                    dataset_options=ds_opts,
-                    model=model,
-                    prior=prior,
-                    prior_options=p_opts,
-                    regularizer=reg,
-                    regularizer_options=r_opts,
-                    beta=beta,
-                    seed=seed,
-                    train=bench.train.model_dump(mode="json"),
-                    evaluators=evaluators,
-                    sample_grid=bench.sample_grid,
-                    skip_reason=reason,
-                    prior_options_given=p_given,
-                )
+    for variant, prior_specs, reg_specs, model_config, bench_betas in bench.variants():
+        v_at = at if variant is None else f"{at}.models.{variant}"
+        arch_cls = _plugin(registry, "architecture", model_config.architecture, f"{v_at}.model.architecture")
+        arch_at = f"{v_at}.model.architecture_options"
+        arch_opts = _constructed(arch_cls, validate_options(arch_cls, model_config.architecture_options, arch_at), arch_at)
+        model = {**model_config.model_dump(mode="json"), "architecture_options": arch_opts}
+        priors = [
+            (p, given, opts)
+            for p, raw in prior_specs.items()
+            for given, opts in _variants(
+                registry, "prior", p, raw, f"{v_at}.priors.{p}", latent_dim=model_config.latent_dim
             )
+        ]
+        regularizers = [
+            (r, opts)
+            for r, raw in reg_specs.items()
+            for _, opts in _variants(registry, "regularizer", r, raw, f"{v_at}.regularizers.{r}")
+        ]
+        for (ds, ds_opts), (prior, p_given, p_opts), (reg, r_opts) in itertools.product(datasets, priors, regularizers):
+            reg_cls = registry.get("regularizer", reg)
+            betas: list[float | None] = list(bench_betas) if reg_cls.uses_beta else [None]
+            reason = reg_cls.incompatibility(registry.get("prior", prior))
+            for beta, seed in itertools.product(betas, bench.seeds):
+                cells.append(
+                    Cell(
+                        benchmark=name,
+                        dataset=ds,
+                        dataset_options=ds_opts,
+                        model=model,
+                        prior=prior,
+                        prior_options=p_opts,
+                        regularizer=reg,
+                        regularizer_options=r_opts,
+                        beta=beta,
+                        seed=seed,
+                        train=bench.train.model_dump(mode="json"),
+                        evaluators=evaluators,
+                        sample_grid=bench.sample_grid,
+                        skip_reason=reason,
+                        prior_options_given=p_given,
+                        variant=variant,
+                    )
+                )
     return cells
+
+
+def _check_claims(bench: BenchmarkConfig, directions: Mapping[str, str], at: str) -> None:
+    """Claims may only name metrics the benchmark measures and model variants it defines."""
+    variants = set(bench.models or {})
+    for i, claim in enumerate(bench.claims):
+        for side_name, side in (("a", claim.a), ("b", claim.b)):
+            if side is None:
+                continue
+            metric = side.metric or claim.metric
+            if metric not in directions:
+                raise ConfigError(f"{at}.claims[{i}].{side_name}", f"unknown metric {metric!r}{suggest(str(metric), directions)}")
+            if side.model is not None and side.model not in variants:
+                raise ConfigError(f"{at}.claims[{i}].{side_name}.model", f"unknown model {side.model!r}{suggest(side.model, variants)}")

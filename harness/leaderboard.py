@@ -13,11 +13,12 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from harness.figures import metric_bars, samples_overview
+from harness.claims import claims_section
+from harness.figures import metric_bars, metric_vs_beta, samples_overview
 from harness.store import Store
 
-GROUP = ["benchmark", "dataset", "prior", "prior_options", "regularizer", "beta"]
-COLUMNS = ["cell_id", *GROUP, "seed", "metric", "value"]
+GROUP = ["benchmark", "model", "dataset", "prior", "prior_options", "regularizer", "beta"]
+COLUMNS = ["cell_id", *GROUP, "seed", "metric", "value", "details"]
 
 
 def _options(options: dict[str, Any]) -> str:
@@ -34,6 +35,7 @@ def _row_key(cell: dict[str, Any]) -> dict[str, Any]:
     return {
         "cell_id": cell["cell_id"],
         "benchmark": cell["benchmark"],
+        "model": cell.get("variant") or "–",
         "dataset": cell["dataset"],
         "prior": cell["prior"],
         "prior_options": _options(_given(cell)),
@@ -43,9 +45,15 @@ def _row_key(cell: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def long_table(results: list[dict[str, Any]]) -> pd.DataFrame:
+def _metric_details(cells_dir: Path, result: dict[str, Any], metric: str) -> str:
+    """How the evaluator measured (extractor, sample count, reference split): its ``<evaluator>-details.json``."""
+    path = cells_dir / result["cell"]["cell_id"] / f"{metric.split('.')[0]}-details.json"
+    return json.dumps(json.loads(path.read_text(encoding="utf-8")), sort_keys=True) if path.exists() else ""
+
+
+def long_table(results: list[dict[str, Any]], cells_dir: Path) -> pd.DataFrame:
     rows = [
-        {**_row_key(r["cell"]), "metric": metric, "value": value}
+        {**_row_key(r["cell"]), "metric": metric, "value": value, "details": _metric_details(cells_dir, r, metric)}
         for r in results
         if r.get("status") == "done"
         for metric, value in sorted(r.get("metrics", {}).items())
@@ -71,13 +79,15 @@ def _ranked(frame: pd.DataFrame, primary: str, directions: dict[str, str]) -> li
         order = sign * stats[primary][0] if primary in stats else math.inf
         groups.append((order, dict(zip(GROUP, key)), stats, group["seed"].nunique()))
     groups.sort(key=lambda g: g[0])
+    named = any(key["model"] != "–" for _, key, _, _ in groups)
     rows = []
     for rank, (_, key, stats, seeds) in enumerate(groups, start=1):
         beta = key["beta"] if key["beta"] == "–" else f"{key['beta']:g}"
-        cells = [rank, key["dataset"], key["prior"], key["prior_options"], key["regularizer"], beta, seeds]
-        cells += [_fmt(*stats[m]) if m in stats else "" for m in metrics]
+        cells = [rank, *([key["model"]] if named else []), key["dataset"], key["prior"], key["prior_options"]]
+        cells += [key["regularizer"], beta, seeds, *(_fmt(*stats[m]) if m in stats else "" for m in metrics)]
         rows.append(cells)
-    return [["rank", "dataset", "prior", "options", "regularizer", "β", "seeds", *metrics], *rows]
+    header = ["rank", *(["model"] if named else []), "dataset", "prior", "options", "regularizer", "β", "seeds"]
+    return [[*header, *metrics], *rows]
 
 
 def _arrow(direction: str) -> str:
@@ -88,7 +98,7 @@ def render(out_dir: Path) -> Path:
     """Write ``results.csv`` and ``leaderboard.md`` into ``out_dir`` from its stored results."""
     out_dir = Path(out_dir)
     results = Store(out_dir).results()
-    long = long_table(results)
+    long = long_table(results, out_dir / "cells")
     long.to_csv(out_dir / "results.csv", index=False)
     provenance = _read_json(out_dir / "provenance.json")
 
@@ -114,12 +124,16 @@ def render(out_dir: Path) -> Path:
                 header, *rows = _ranked(frame[frame["dataset"] == dataset], primary, directions)
                 lines.append(f"## {dataset}\n")
                 lines.append(tabulate(rows, headers=header, tablefmt="github", disable_numparse=True) + "\n")
+            config = provenance.get("benchmarks", {}).get(bench, {})
+            lines.append(claims_section(config.get("claims", []), frame, directions))
             lines.append(_figures_section(out_dir, bench, frame, primary, directions, done))
+            lines.append(_latent_section(out_dir, config.get("latent_figures"), done))
             lines.append(_samples_section(out_dir, done))
         else:
             lines.append("No finished cells yet.\n")
         lines.append(_problem_section("Failed cells", [r for r in mine if r["status"] == "failed"]))
         lines.append(_problem_section("Skipped cells", [r for r in mine if r["status"] == "skipped"]))
+        lines.append(_problem_section("Pruned cells", [r for r in mine if r["status"] == "pruned"]))
     lines.append(_provenance_section(provenance))
     path = out_dir / "leaderboard.md"
     path.write_text("\n".join(line for line in lines if line), encoding="utf-8")
@@ -136,10 +150,34 @@ def _label(cell: dict[str, Any], with_seed: bool = True) -> str:
 def _figures_section(
     out_dir: Path, bench: str, frame: pd.DataFrame, primary: str, directions: dict[str, str], done: list[dict[str, Any]]
 ) -> str:
-    bars = metric_bars(frame, primary, directions.get(primary, "min"), out_dir / f"{bench}-{primary}.png")
+    direction = directions.get(primary, "min")
+    vs_beta = metric_vs_beta(frame, primary, direction, out_dir / f"{bench}-{primary}-vs-beta.png")
+    bars = metric_bars(frame, primary, direction, out_dir / f"{bench}-{primary}.png")
     overview = samples_overview(out_dir, done, out_dir / f"{bench}-samples.png")
-    links = [f"![{name}]({p.name})" for name, p in ((primary, bars), ("samples", overview)) if p is not None]
+    figures = ((f"{primary} against β", vs_beta), (primary, bars), ("samples", overview))
+    links = [f"![{name}]({p.name})" for name, p in figures if p is not None]
     return "## Figures\n\n" + "\n\n".join(links) + "\n" if links else ""
+
+
+def _latent_section(out_dir: Path, options: dict[str, Any] | None, done: list[dict[str, Any]]) -> str:
+    """The latent-space figures of the cell ``latent_figures`` selects (drawn from its checkpoint)."""
+    if not options:
+        return ""
+    wanted = {k: options.get(k) for k in ("prior", "regularizer", "beta", "seed")}
+    wanted["variant"] = options.get("model")
+    matches = [r for r in done if all(v is None or r["cell"].get(k) == v for k, v in wanted.items())]
+    if not matches:
+        return "## Latent space\n\nNo finished cell matches `latent_figures` yet.\n"
+    from harness import latent_figures
+    from harness.plugins import load_registry
+
+    try:
+        drawn = latent_figures.draw(out_dir, matches[0], options, load_registry())
+    except Exception as exc:  # noqa: BLE001 - a missing checkpoint must not stop the leaderboard
+        return f"## Latent space\n\nCould not draw the latent figures: {type(exc).__name__}: {exc}\n"
+    title = _label(matches[0]["cell"])
+    body = "\n\n".join(f"**{name}**\n\n![{name}]({p.name})" for name, p in drawn)
+    return f"## Latent space ({title})\n\n{body}\n"
 
 
 def _samples_section(out_dir: Path, done: list[dict[str, Any]]) -> str:

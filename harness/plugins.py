@@ -2,11 +2,14 @@
 
 A module that fails to import (or whose hook raises) is recorded as broken with its distribution and error;
 everything else keeps working. Two plugins registering one name is an error naming both distributions.
+With ``HARNESS_DISABLE_PLUGIN_AUTOLOAD=1`` only the built-ins (distribution ``prior-harness``) are loaded.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -27,6 +30,10 @@ KINDS: dict[Kind, tuple[str, type]] = {
     "dataset": ("harness_register_datasets", Dataset),
     "architecture": ("harness_register_architectures", Architecture),
 }
+
+#: Set to 1 to load only the built-in plugins (as pytest's PYTEST_DISABLE_PLUGIN_AUTOLOAD does for its plugins).
+AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
+BUILTIN_DISTRIBUTION = "prior-harness"
 
 
 class PluginConflict(Exception):
@@ -51,12 +58,25 @@ class BrokenPlugin:
     error: str
 
 
+@dataclass(frozen=True)
+class PluginModule:
+    """A loaded plugin module: where it came from and which hooks it implements (``harness list --verbose``)."""
+
+    entry_point: str
+    distribution: str
+    version: str
+    module: str
+    path: str | None
+    hooks: tuple[str, ...]
+
+
 @dataclass
 class Registry:
-    """Every registered plugin class by kind and name, and the plugins that failed to load."""
+    """Every registered plugin class by kind and name, the modules they came from, and the plugins that failed."""
 
     plugins: dict[Kind, dict[str, PluginInfo]] = field(default_factory=lambda: {k: {} for k in KINDS})
     broken: list[BrokenPlugin] = field(default_factory=list)
+    modules: list[PluginModule] = field(default_factory=list)
 
     def get(self, kind: Kind, name: str) -> type[Any]:
         return self.plugins[kind][name].cls
@@ -93,10 +113,17 @@ def _make_register(registry: Registry, kind: Kind, dist: str, version: str) -> C
     return register
 
 
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _entry_points() -> list[metadata.EntryPoint]:
+    builtins_only = os.environ.get(AUTOLOAD_ENV, "") not in ("", "0")
     # Deduplicate: an editable install can expose one distribution twice on sys.path.
     seen: dict[tuple[str, str], metadata.EntryPoint] = {}
     for ep in metadata.entry_points(group=hookspecs.PROJECT_NAME):
+        if builtins_only and (ep.dist is None or _canonical(ep.dist.name) != BUILTIN_DISTRIBUTION):
+            continue
         seen.setdefault((ep.name, ep.value), ep)
     return sorted(seen.values(), key=lambda ep: (ep.dist.name if ep.dist else "", ep.name))
 
@@ -138,4 +165,10 @@ def load_registry(extra_modules: list[ModuleType] | None = None) -> Registry:
             raise
         except Exception as exc:  # noqa: BLE001 - a hook that raises makes its plugin broken
             registry.broken.append(BrokenPlugin(label, dist, version, _describe(exc)))
+            continue
+        # A hookimpl whose name matches no spec (a typo) is kept by pluggy without a spec: say so.
+        callers = pm.get_hookcallers(plugin) or []
+        hooks = tuple(sorted(c.name if c.spec else f"{c.name} (no such hook)" for c in callers))
+        name = getattr(plugin, "__name__", repr(plugin))
+        registry.modules.append(PluginModule(label, dist, version, name, getattr(plugin, "__file__", None), hooks))
     return registry

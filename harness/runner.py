@@ -10,7 +10,7 @@ import json
 import time
 import traceback
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,15 @@ from harness.plugins import Registry
 from harness.samples import save_samples
 from harness.store import Store
 from harness.train import build_model, fit_post_hoc, train
+
+OnEpoch = Callable[[int, dict[str, float]], None]
+
+
+class CellPruned(Exception):
+    """Raised by an ``on_epoch`` callback to stop a cell early (a search pruning a hopeless trial).
+
+    The cell is stored with status ``pruned`` and the message as its reason; a rerun trains it again.
+    """
 
 
 @dataclass
@@ -91,10 +100,12 @@ def run_cell(
     device: torch.device,
     cache_dir: Path,
     progress: bool,
+    on_epoch: OnEpoch | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one cell and store its result; never raises for a problem of the cell itself.
 
     ``meta`` (benchmark, primary_metric, directions) is stored with the result for the leaderboard.
+    ``on_epoch(epoch, mean loss terms)`` is called after each epoch; it may raise ``CellPruned``.
     """
     base = dict(meta)
     if cell.skip_reason:
@@ -115,7 +126,7 @@ def run_cell(
             return result
         torch.manual_seed(cell.seed)
         model = build_model(cell, registry, data_shape, device)
-        history = train(cell, model, train_split, workdir, progress=progress)
+        history = train(cell, model, train_split, workdir, progress=progress, on_epoch=on_epoch)
         fit_post_hoc(model, train_split, cell.seed)
         view = model.view(cell, data_shape, device, workdir)
         eval_data = EvalData(cell.dataset, cell.dataset_options, train_split, test_split, cache_dir)
@@ -123,6 +134,10 @@ def run_cell(
         if cell.sample_grid:
             torch.manual_seed(cell.seed)
             save_samples(view, test_split, workdir / "samples.png", cell.sample_grid)
+    except CellPruned as exc:
+        result = {**base, "status": "pruned", "reason": str(exc), "seconds": round(time.perf_counter() - started, 3)}
+        store.write_result(cell, result)
+        return result
     except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the run goes on
         (workdir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
         if device.type == "cuda":
@@ -159,14 +174,16 @@ def run_plan(
     executor = executor or LocalExecutor(registry)
     local = isinstance(executor, LocalExecutor)
     meta = {"primary_metric": primary_metric(plan.config, plan.directions), "directions": plan.directions}
+    # Seed by seed: a run stopped halfway has already covered every configuration at least once.
+    cells = sorted(plan.cells, key=lambda c: c.seed)
     tasks = [
         CellTask(cell.to_json(), plan.name, out=str(store.root), device=str(device), fresh=fresh,
                  progress=progress and local, **meta)
-        for cell in plan.cells
+        for cell in cells
     ]
     counts, on_outcome, close = progress_counter(len(tasks), progress, plan.name)
     todo = []
-    for task, cell in zip(tasks, plan.cells):
+    for task, cell in zip(tasks, cells):
         if not fresh and store.is_done(cell):
             on_outcome(task, {"status": "cached"})
         else:

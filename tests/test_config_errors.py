@@ -121,8 +121,28 @@ BAD_CONFIGS = [
     pytest.param(bench(priors="{}"), ["benchmarks.b.priors: empty"], id="priors-empty-mapping"),
     pytest.param(
         "benchmarks:\n  b:\n    datasets: [digits]\n    regularizers: [kl]\n",
-        ["benchmarks.b.priors: required key is missing"],
+        ["benchmarks.b: give priors and regularizers, or named models"],
         id="priors-missing",
+    ),
+    pytest.param(
+        bench("    models: {vae: {priors: [gaussian], regularizers: [kl]}}\n"),
+        ["benchmarks.b: give either priors and regularizers or named models, not both"],
+        id="grid-and-models-both",
+    ),
+    pytest.param(
+        "benchmarks:\n  b:\n    datasets: [digits]\n    models: {vae: {priors: [gausian], regularizers: [kl]}}\n",
+        ["benchmarks.b.models.vae.priors.gausian: unknown prior 'gausian'", "did you mean 'gaussian'"],
+        id="model-variant-unknown-prior",
+    ),
+    pytest.param(
+        "benchmarks:\n  b:\n    datasets: [digits]\n    models: {vae: {priors: [gaussian], regularizers: [kl], model: {gamma: 0}}}\n",
+        ["benchmarks.b.models.vae.model.gamma: 0", "> 0 or 'learned'"],
+        id="model-variant-bad-gamma",
+    ),
+    pytest.param(
+        bench("    claims: [{text: t, kind: better, metric: fidd, a: {beta: 0}, b: {beta: 1}}]\n"),
+        ["benchmarks.b.claims[0].a: unknown metric 'fidd'"],
+        id="claim-unknown-metric",
     ),
     pytest.param(
         bench("    model: mlp\n"),

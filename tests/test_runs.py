@@ -143,8 +143,9 @@ def test_leaderboard_long_csv_and_markdown_rerender_from_the_store(tmp_path, cap
     out = tmp_path / "out"
     assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
     frame = pd.read_csv(out / "results.csv")
-    assert list(frame.columns[:10]) == [
-        "cell_id", "benchmark", "dataset", "prior", "prior_options", "regularizer", "beta", "seed", "metric", "value"
+    assert list(frame.columns) == [
+        "cell_id", "benchmark", "model", "dataset", "prior", "prior_options", "regularizer", "beta", "seed", "metric",
+        "value", "details",
     ]
     assert set(frame["metric"]) == {"reconstruction.mse", "reconstruction.psnr"}
     assert len(frame) == 6 * 2  # (2 β kl + 1 none) × 2 seeds × 2 metrics

@@ -69,9 +69,13 @@ class _TorchvisionDataset(Dataset):
 
     tv_class: ClassVar[type[VisionDataset]]
 
-    def __init__(self, data_root: str | None = None, download: bool = False) -> None:
+    def __init__(self, data_root: str | None = None, download: bool = False, max_train: int | None = None) -> None:
+        if max_train is not None and max_train < 1:
+            raise ValueError(f"max_train must be at least 1 or null (the whole split), got {max_train}")
         self.root = resolve_root(data_root)
         self.download = download
+        #: Keep only the first ``max_train`` training images (CPU-sized runs); the test split stays whole.
+        self.max_train = max_train
 
     def check_available(self) -> None:
         self._prepare()
@@ -88,7 +92,12 @@ class _TorchvisionDataset(Dataset):
             self._open(split)
 
     def load(self, split: Split) -> DataSplit:
-        return self._to_split(self._open(split))
+        data = self._to_split(self._open(split))
+        if split == "train" and self.max_train is not None and self.max_train < len(data):
+            keep = slice(0, self.max_train)
+            labels = None if data.labels is None else data.labels[keep]
+            data = DataSplit(data.x[keep], labels, data.label_kind, data.label_names)
+        return data
 
     def _prepare(self) -> None:
         """Put files found elsewhere where torchvision looks; nothing to do for most sets."""

@@ -4,6 +4,8 @@ whole digits run reporting it beside FID and KID with the offline classifier ext
 from __future__ import annotations
 
 import json
+
+import pandas as pd
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,7 @@ def test_a_digits_run_reports_fid_kid_and_feature_diversity_offline(tmp_path):
     details = json.loads((out / "cells" / result["cell"]["cell_id"] / "fid-details.json").read_text())
     assert details["extractor"] == "classifier" and details["samples"] == 500 and details["reference_split"] == "test"
     assert details["classifier_test_accuracy"] > 0.9
+    # The leaderboard writes the details beside each fid row of results.csv.
+    frame = pd.read_csv(out / "results.csv")
+    for row in frame[frame["metric"].str.startswith("fid")].itertuples():
+        assert json.loads(row.details)["extractor"] == "classifier"

@@ -1,0 +1,74 @@
+"""Every built-in prior passes ``harness.testing.PriorContract``, in the configurations that exercise its features."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import Tensor
+
+from harness import Prior
+from harness.testing import PriorContract
+from harness_plugins.priors.gan import GANPrior
+from harness_plugins.priors.gaussian import GaussianPrior
+from harness_plugins.priors.gmm import GMMPrior
+from harness_plugins.priors.realnvp import RealNVPPrior
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    # Tiny networks: one thread is faster than two, and the cores are shared.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _perturbed(prior: Prior, scale: float = 0.2) -> Prior:
+    """Noise on every parameter, so a flow's zero-initialised couplings are no longer the identity."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in prior.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return prior
+
+
+class TestGaussian(PriorContract):
+    @pytest.fixture
+    def prior(self) -> Prior:
+        return GaussianPrior(latent_dim=3)
+
+
+class TestRealNVP(PriorContract):
+    @pytest.fixture
+    def prior(self) -> Prior:
+        return _perturbed(RealNVPPrior(latent_dim=3, depth=3, hidden=16, layers=1))
+
+
+class TestRealNVPTwoDimensionsWithoutActNorm(PriorContract):
+    @pytest.fixture
+    def prior(self) -> Prior:
+        return _perturbed(RealNVPPrior(latent_dim=2, depth=2, hidden=16, layers=1, actnorm=False))
+
+
+class TestConditionalRealNVP(PriorContract):
+    @pytest.fixture
+    def prior(self) -> Prior:
+        return _perturbed(RealNVPPrior(latent_dim=2, depth=2, hidden=16, layers=1, cond_dim=2))
+
+    @pytest.fixture
+    def cond(self) -> Tensor:
+        return torch.eye(2)[torch.arange(64) % 2]  # two one-hot classes
+
+
+class TestGMM(PriorContract):
+    @pytest.fixture
+    def prior(self) -> Prior:
+        return GMMPrior(latent_dim=2, components=3)
+
+
+class TestGAN(PriorContract):
+    @pytest.fixture
+    def prior(self) -> Prior:
+        return GANPrior(latent_dim=2, hidden=16, layers=1)

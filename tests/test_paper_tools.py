@@ -1,0 +1,116 @@
+"""Model variants, claims, the FID-vs-β figure and the latent-space figures (the paper's lab bench)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from scipy import stats
+
+from harness.claims import check, compare
+from harness.cli import main
+from harness.config import load_config
+from harness.grid import expand
+from harness.latent_figures import slerp
+
+VARIANTS = {
+    "datasets": ["digits"],
+    "model": {"architecture": "mlp", "latent_dim": 2, "gamma": 0.05, "architecture_options": {"hidden": 32, "layers": 1}},
+    "models": {
+        "flow-vae": {"priors": {"realnvp": {"depth": 2, "hidden": 16}}, "regularizers": ["kl"]},
+        "flow-vae-learned-gamma": {"priors": {"realnvp": {"depth": 2, "hidden": 16}}, "regularizers": ["kl"],
+                                   "model": {"gamma": "learned"}},
+        "gmm": {"priors": {"gmm": {"components": 3}}, "regularizers": ["none"]},
+    },
+    "beta": [0, 1],
+    "seeds": [0, 1],
+    "train": {"epochs": 2, "batch_size": 256, "lr": 0.003},
+    "evaluators": {"reconstruction": {}, "prior_fit": {}},
+    "claims": [
+        {"text": "mse falls as β → 0", "kind": "falls_as_beta_falls", "metric": "reconstruction.mse",
+         "a": {"model": "flow-vae"}},
+        {"text": "flow β=0 beats gmm", "kind": "better", "metric": "reconstruction.mse",
+         "a": {"model": "flow-vae", "beta": 0}, "b": {"model": "gmm"}},
+    ],
+    "latent_figures": {"model": "flow-vae", "beta": 0, "seed": 0, "pairs": 2, "steps": 4},
+}
+
+
+def _write(tmp_path, bench):
+    path = tmp_path / "b.yaml"
+    path.write_text(yaml.safe_dump({"benchmarks": {"v": bench}}, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_named_model_variants_cross_their_own_grid_and_override_model_keys(tmp_path, registry):
+    cfg = load_config(_write(tmp_path, VARIANTS))
+    cells = expand("v", cfg.benchmarks["v"], registry, "b.yaml")
+    by_variant = {}
+    for cell in cells:
+        by_variant.setdefault(cell.variant, []).append(cell)
+    assert {k: len(v) for k, v in by_variant.items()} == {"flow-vae": 4, "flow-vae-learned-gamma": 4, "gmm": 2}
+    assert {c.model["gamma"] for c in by_variant["flow-vae-learned-gamma"]} == {"learned"}
+    assert {c.model["gamma"] for c in by_variant["flow-vae"]} == {0.05}
+    assert len({c.cell_id for c in cells}) == len(cells)
+
+
+def test_better_verdict_is_a_one_sided_welch_test_in_the_metrics_direction():
+    low, high = pd.Series([1.0, 1.1, 0.9, 1.05]), pd.Series([2.0, 2.2, 1.9, 2.1])
+    verdict, p = compare(low, high, "min")
+    expected = stats.ttest_ind(low, high, equal_var=False, alternative="less").pvalue
+    assert verdict == "supported" and p == pytest.approx(expected)
+    assert compare(high, low, "min")[0] == "not supported"
+    assert compare(high, low, "max")[0] == "supported"
+    assert compare(pd.Series([1.0, 1.25]), pd.Series([1.1, 1.2]), "min")[0] == "direction agrees, not significant"
+    assert compare(pd.Series([], dtype=float), low, "min") == ("not measured", None)
+
+
+def test_falls_as_beta_falls_compares_smallest_and_largest_beta_and_reports_spearman():
+    rows = [
+        {"model": "m", "prior": "p", "regularizer": "kl", "beta": b, "seed": s, "metric": "fid", "value": v}
+        for b, values in ((0.0, [10, 11, 12]), (0.5, [20, 21, 22]), (1.0, [30, 31, 29]))
+        for s, v in enumerate(values)
+    ]
+    claim = {"text": "FID falls", "kind": "falls_as_beta_falls", "metric": "fid", "a": {"model": "m"}}
+    text, measured, verdict = check(claim, pd.DataFrame(rows), {"fid": "min"})
+    assert "β=0: 11, β=0.5: 21, β=1: 30" in measured and "Spearman ρ(β, fid) = 0.95" in measured
+    assert verdict.startswith("supported (one-sided Welch p = ")
+
+
+def test_slerp_keeps_endpoints_and_moves_at_constant_angular_speed_on_the_circle():
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    path = slerp(a, b, torch.linspace(0, 1, 5))
+    torch.testing.assert_close(path[0], a)
+    torch.testing.assert_close(path[-1], b)
+    torch.testing.assert_close(path.norm(dim=1), torch.ones(5))
+    torch.testing.assert_close(torch.atan2(path[:, 1], path[:, 0]), torch.linspace(0, math.pi / 2, 5))
+    longer = slerp(a, 2 * b, torch.linspace(0, 1, 3))
+    torch.testing.assert_close(longer[-1], 2 * b)
+
+
+def test_a_run_with_variants_writes_claims_the_beta_figure_and_latent_figures(tmp_path):
+    out = tmp_path / "out"
+    assert main(["run", str(_write(tmp_path, VARIANTS)), "--out", str(out), "--quiet"]) == 0
+    board = (out / "leaderboard.md").read_text()
+    assert "## Claims" in board and "| mse falls as β → 0" in board and "flow β=0 beats gmm" in board
+    assert "| rank   | model " in board and "flow-vae-learned-gamma" in board
+    for name in ("v-reconstruction.mse-vs-beta.png", "v-latent-2d.png", "v-latent-interpolation.png",
+                 "v-latent-attribute-edit.png", "v-latent-pca.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+        assert name in board
+    frame = pd.read_csv(out / "results.csv")
+    assert "likelihood.gamma" in set(frame[frame["model"] == "flow-vae-learned-gamma"]["metric"])
+
+
+def test_max_train_keeps_the_first_training_images_and_the_whole_test_split(registry):
+    fashion = registry.get("dataset", "fashion-mnist")
+    try:
+        fashion().check_available()
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"Fashion-MNIST is not installed here ({exc})")
+    full, small = fashion(), fashion(max_train=500)
+    assert torch.equal(small.load("train").x, full.load("train").x[:500])
+    assert len(small.load("test")) == len(full.load("test")) == 10000

@@ -1,0 +1,97 @@
+"""The plugin guide (docs/plugins.md) documents every hook, every public member of the base classes and every check
+of the contract suites: adding one without documenting it fails here (as datasette checks its hooks' docs)."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+import harness.api
+import harness.hookspecs
+import harness.testing
+
+GUIDE = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
+HOOKS = [
+    fn for name, fn in vars(harness.hookspecs).items()
+    if inspect.isfunction(fn) and hasattr(fn, f"{harness.hookspecs.PROJECT_NAME}_spec")
+]  # fmt: skip
+CLASSES = [getattr(harness.api, name) for name in harness.api.__all__ if inspect.isclass(getattr(harness.api, name))]
+SUITES = [getattr(harness.testing, name) for name in harness.testing.__all__ if name.endswith("Contract")]
+
+
+def section(title: str) -> str:
+    """The guide's text under the heading ``### `title``` up to the next heading of that level or above."""
+    match = re.search(rf"^### `{re.escape(title)}`\n(.*?)(?=^#{{1,3}} )", GUIDE + "\n# end", re.S | re.M)
+    assert match, f"docs/plugins.md has no section '### `{title}`'"
+    return match.group(1)
+
+
+def public_members(cls: type) -> dict[str, type]:
+    """Attributes, methods and constructor arguments ``harness.api`` defines for ``cls`` (not torch's), and where."""
+    members: dict[str, type] = {}
+    for klass in reversed(cls.__mro__):
+        if klass.__module__ != harness.api.__name__:
+            continue
+        names = [*vars(klass), *getattr(klass, "__annotations__", {})]
+        if "__init__" in vars(klass):
+            names += [p for p in inspect.signature(klass.__init__).parameters if p != "self"]
+        members.update((n, klass) for n in names if not n.startswith("_"))
+    return members
+
+
+def base_classes_intro() -> str:
+    """Where what every plugin class declares (``name``, ``Params``) is documented: before the first class."""
+    return GUIDE.split("## Base classes", 1)[1].split("\n### ", 1)[0]
+
+
+def test_the_hooks_and_classes_to_check_were_found():
+    assert len(HOOKS) == 5 and {c.__name__ for c in CLASSES} >= {"Prior", "Regularizer", "Evaluator", "Dataset"}
+    assert len(SUITES) == 4
+
+
+@pytest.mark.parametrize("hook", HOOKS, ids=lambda fn: fn.__name__)
+def test_every_hook_is_documented_with_its_signature(hook):
+    params = ", ".join(inspect.signature(hook).parameters)
+    assert f"`{hook.__name__}({params}" in GUIDE, f"docs/plugins.md does not document {hook.__name__}({params})"
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_every_public_member_of_the_base_classes_is_documented_in_its_section(cls):
+    if issubclass(cls, harness.api.PluginUnavailable) and cls is not harness.api.PluginUnavailable:
+        text = section("PluginUnavailable")  # documented with its base class
+        assert f"`{cls.__name__}`" in text
+    else:
+        text = section(cls.__name__)
+    # Members of the private base every plugin class shares are documented once, before the first class.
+    missing = sorted(
+        m for m, owner in public_members(cls).items()
+        if not re.search(rf"`{m}\b", base_classes_intro() if owner.__name__.startswith("_") else text)
+    )  # fmt: skip
+    assert not missing, f"docs/plugins.md, section {cls.__name__}: undocumented {missing}"
+
+
+def test_every_exported_function_of_the_api_is_documented():
+    for name in harness.api.__all__:
+        if inspect.isfunction(getattr(harness.api, name)):
+            assert f"`{name}(" in GUIDE
+
+
+@pytest.mark.parametrize("suite", SUITES, ids=lambda c: c.__name__)
+def test_every_check_and_fixture_of_the_contract_suites_is_documented(suite):
+    text = section(suite.__name__)
+    checks = [name for name in dir(suite) if name.startswith("test_")]
+    fixtures = [name for name, value in inspect.getmembers(suite) if hasattr(value, "_fixture_function_marker")
+                or type(value).__name__ == "FixtureFunctionDefinition"]
+    knobs = [name for name, value in vars(suite).items() if not name.startswith("_") and isinstance(value, int | float)]
+    missing = sorted(n for n in [*checks, *fixtures, *knobs] if f"`{n}`" not in text)
+    assert checks and not missing, f"docs/plugins.md, section {suite.__name__}: undocumented {missing}"
+
+
+def test_the_guide_covers_the_scaffold_autoload_switch_and_publishing():
+    for text in ("harness new-plugin NAME --kind KIND [--dir DIR]", "HARNESS_DISABLE_PLUGIN_AUTOLOAD=1",
+                 "harness list --verbose", "## Publishing", "## Options and validation", "grid axis",
+                 "examples/harness-prior-laplace"):
+        assert text in GUIDE
