@@ -40,10 +40,16 @@ def load_cell(out_dir: Path, cell: Cell, registry: Registry) -> tuple[Model, Dat
 
 
 def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
-    """Spherical interpolation between rows of ``a`` and ``b`` (White 2016), [len(t), D] for one pair."""
+    """Spherical interpolation from ``a`` to ``b`` (White 2016), one row per value of ``t``.
+
+    Between unit vectors the path stays on the unit sphere at constant angular speed. For (anti)parallel
+    vectors the great circle is undefined or numerically unstable (sin Ω ≈ 0): fall back to lerp.
+    """
     cos = (a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-12)
-    omega = torch.arccos(cos.clamp(-1 + 1e-7, 1 - 1e-7))
+    omega = torch.arccos(cos.clamp(-1.0, 1.0))
     so = torch.sin(omega)
+    if so.abs() < 1e-6:
+        return a + t[:, None] * (b - a)
     return (torch.sin((1 - t) * omega)[:, None] * a + torch.sin(t * omega)[:, None] * b) / so
 
 

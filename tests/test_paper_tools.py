@@ -91,6 +91,25 @@ def test_slerp_keeps_endpoints_and_moves_at_constant_angular_speed_on_the_circle
     torch.testing.assert_close(longer[-1], 2 * b)
 
 
+def test_slerp_between_unit_vectors_in_many_dimensions_preserves_the_norm_exactly():
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(16, generator=generator, dtype=torch.float64), torch.randn(16, generator=generator, dtype=torch.float64)
+    a, b = a / a.norm(), b / b.norm()
+    path = slerp(a, b, torch.linspace(0, 1, 11, dtype=torch.float64))
+    torch.testing.assert_close(path.norm(dim=1), torch.ones(11, dtype=torch.float64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(path[0], a)
+    torch.testing.assert_close(path[-1], b)
+
+
+def test_slerp_falls_back_to_lerp_for_parallel_vectors():
+    a = torch.tensor([1.0, 2.0])
+    t = torch.linspace(0, 1, 5)
+    for b in (3 * a, a.clone()):
+        path = slerp(a, b, t)
+        assert torch.isfinite(path).all()
+        torch.testing.assert_close(path, a + t[:, None] * (b - a))
+
+
 def test_a_run_with_variants_writes_claims_the_beta_figure_and_latent_figures(tmp_path):
     out = tmp_path / "out"
     assert main(["run", str(_write(tmp_path, VARIANTS)), "--out", str(out), "--quiet"]) == 0
@@ -103,6 +122,20 @@ def test_a_run_with_variants_writes_claims_the_beta_figure_and_latent_figures(tm
         assert name in board
     frame = pd.read_csv(out / "results.csv")
     assert "likelihood.gamma" in set(frame[frame["model"] == "flow-vae-learned-gamma"]["metric"])
+
+    # Right panel counts: 4 scatter panels side by side (16×4 in); image grids of 2 rows (Z_0, Z_T) per pair
+    # and steps + 2 (interpolation) or steps + 1 (edits) columns of 8×8 digits scaled to 32 px with 2 px padding.
+    from PIL import Image
+
+    def size(name):
+        with Image.open(out / name) as image:
+            return image.size
+
+    width, height = size("v-latent-2d.png")
+    assert width == 4 * height
+    pairs, steps, cell = 2, 4, 32 + 2
+    assert size("v-latent-interpolation.png") == ((steps + 2) * cell + 2, 2 * pairs * cell + 2)
+    assert size("v-latent-attribute-edit.png") == ((steps + 1) * cell + 2, 2 * pairs * cell + 2)
 
 
 def test_max_train_keeps_the_first_training_images_and_the_whole_test_split(registry):

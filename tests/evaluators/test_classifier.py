@@ -16,15 +16,6 @@ from harness_plugins.evaluators.classifier import Classifier, classifier_path, l
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The CPU is shared: two threads on two busy cores make these tiny convolutions several times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _digits(cache_dir: Path) -> EvalData:
     digits = Digits()
     return EvalData("digits", {}, digits.load("train"), digits.load("test"), cache_dir)

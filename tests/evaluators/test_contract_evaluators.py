@@ -6,7 +6,6 @@ and LPIPS runs on stand-in SqueezeNet weights written to a temporary TORCH_HOME.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,15 +20,6 @@ from harness_plugins.evaluators.lpips_diversity import LPIPSDiversityEvaluator, 
 from harness_plugins.evaluators.prior_fit import PriorFitEvaluator
 from harness_plugins.evaluators.reconstruction import ReconstructionEvaluator
 from harness_plugins.evaluators.separability import SeparabilityEvaluator
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    # Module scope, so the suite's class-scoped model trains with it too: tiny networks, shared cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,14 +19,6 @@ from harness_plugins.datasets.digits import Digits
 from harness_plugins.evaluators.classifier import load_or_train_classifier
 from harness_plugins.evaluators.feature_diversity import FeatureDiversityEvaluator
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The CPU is shared: two threads on two busy cores make these tiny convolutions several times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class ReplayModel:

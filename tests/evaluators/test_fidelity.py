@@ -27,15 +27,6 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The CPU is shared: two threads on two busy cores make convolutions several times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class ReplayModel:
     """Stands in for a trained model whose prior samples are a fixed image set, handed out in order."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -14,15 +13,6 @@ from harness_plugins.priors.gan import GANPrior
 from harness_plugins.priors.gaussian import GaussianPrior
 from harness_plugins.priors.gmm import GMMPrior
 from harness_plugins.priors.realnvp import RealNVPPrior
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Tiny networks: one thread is faster than two, and the cores are shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _perturbed(prior: Prior, scale: float = 0.2) -> Prior:

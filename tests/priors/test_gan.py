@@ -31,15 +31,6 @@ def _mmd(x: Tensor, y: Tensor, bandwidths: tuple[float, ...] = (0.1, 0.3, 1.0, 3
     return float(k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean())
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small matrices: one thread is as fast, fixes the float summation order, and does not stall on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _weights(module: torch.nn.Module) -> list[Tensor]:
     return [p.detach().clone() for p in module.parameters()]
 

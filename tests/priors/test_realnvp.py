@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,15 +20,6 @@ from harness_plugins.priors.realnvp import RealNVPPrior
 RING_RADIUS = 1.5
 #: The fine grid densities are integrated on: trapezoid rule, 300 × 300 points over [-4, 4]².
 GRID = torch.linspace(-4.0, 4.0, 300, dtype=torch.float64)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    # Tiny networks: one thread is faster than two, and the cores are shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def perturbed(flow: RealNVPPrior, scale: float = 0.3) -> RealNVPPrior:

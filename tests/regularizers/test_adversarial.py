@@ -39,15 +39,6 @@ class FittedAfterTraining(Prior):
     post_hoc = True
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small matrices: one thread is as fast, fixes the float summation order, and does not stall on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _weights(module: nn.Module) -> list[Tensor]:
     return [p.detach().clone() for p in module.parameters()]
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
 
 from harness import Prior, Regularizer
 from harness.testing import RegularizerContract
@@ -15,13 +12,6 @@ from harness_plugins.regularizers.adversarial import AdversarialRegularizer
 from harness_plugins.regularizers.kl import KLRegularizer
 from harness_plugins.regularizers.none import NoRegularizer
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class TestKLInClosedForm(RegularizerContract):
