@@ -144,7 +144,8 @@ def _label(cell: dict[str, Any], with_seed: bool = True) -> str:
     opts = _options(_given(cell))
     beta = "" if cell["beta"] is None else f" β={cell['beta']:g}"
     seed = f" seed={cell['seed']}" if with_seed else ""
-    return f"{cell['dataset']} {cell['prior']}{'' if opts == '–' else f'({opts})'} {cell['regularizer']}{beta}{seed}"
+    variant = f"[{cell['variant']}] " if cell.get("variant") else ""
+    return f"{variant}{cell['dataset']} {cell['prior']}{'' if opts == '–' else f'({opts})'} {cell['regularizer']}{beta}{seed}"
 
 
 def _figures_section(

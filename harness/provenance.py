@@ -23,7 +23,9 @@ def _git_commit(cwd: Path) -> str:
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=5
+            # Results folders change during a run; only changes to the code make a result hard to reproduce.
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!leaderboards"],
+            cwd=cwd, capture_output=True, text=True, timeout=5,
         ).stdout.strip()
         return f"{out}{' (with uncommitted changes)' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
