@@ -110,12 +110,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     for plan in plans:
         out = outs[plan.name]
         out.mkdir(parents=True, exist_ok=True)
-        prov = provenance.collect(Path(args.config), device)
-        prov["descriptions"] = {plan.name: plan.config.description}
-        prov["benchmarks"] = {plan.name: plan.config.model_dump(mode="json")}
-        write_json_atomic(out / "provenance.json", prov)
+        store = Store(out)
+        # A run that trains nothing (every cell already done) must not claim the stored results as its own.
+        if args.fresh or not (out / "provenance.json").exists() or not all(store.is_done(c) for c in plan.cells):
+            prov = provenance.collect(Path(args.config), device)
+            prov["descriptions"] = {plan.name: plan.config.description}
+            prov["benchmarks"] = {plan.name: plan.config.model_dump(mode="json")}
+            write_json_atomic(out / "provenance.json", prov)
         executor = _executor(args, registry, device)
-        counts = run_plan(plan, registry, Store(out), device, fresh=args.fresh, progress=not args.quiet, executor=executor)
+        counts = run_plan(plan, registry, store, device, fresh=args.fresh, progress=not args.quiet, executor=executor)
         board = leaderboard.render(out)
         summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
         print(f"{plan.name}: {summary}; leaderboard: {board}")

@@ -165,3 +165,12 @@ def test_each_cell_saves_a_png_grid_of_prior_samples(tmp_path):
     (cell,) = (tmp_path / "out" / "cells").iterdir()
     assert (cell / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((cell / "config.json").read_text())["cell_id"] == cell.name
+
+
+def test_a_rerun_that_trains_nothing_keeps_the_provenance_of_the_run_that_did(tmp_path):
+    cfg = write_config(tmp_path / "b.yaml", regularizers=["none"])
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    first = (out / "provenance.json").read_text()
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    assert (out / "provenance.json").read_text() == first
