@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch import Tensor
 
+import plugin_doubles
 from conftest import write_config
-from harness import Prior, hookimpl
 from harness.cli import main
 from harness.config import load_config
 from harness.plugins import load_registry
@@ -42,33 +41,9 @@ def test_same_seed_gives_identical_results_and_weights(tmp_path):
             assert torch.equal(tensor, wb["decoder"][key])
 
 
-class PoisonablePrior(Prior):
-    """N(0, I) whose fit loss is NaN when ``poison`` is set: a stand-in for a diverging prior."""
-
-    name = "poisonable"
-
-    def __init__(self, latent_dim: int, poison: bool = False) -> None:
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.poison = poison
-        self.shift = torch.nn.Parameter(torch.zeros(latent_dim))
-
-    def log_prob(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
-        value = -0.5 * ((z - self.shift) ** 2).sum(-1)
-        return value * float("nan") if self.poison else value
-
-    def sample(self, n: int, cond: Tensor | None = None) -> Tensor:
-        return torch.randn(n, self.latent_dim) + self.shift
-
-
-@hookimpl
-def harness_register_priors(register):
-    register(PoisonablePrior)
-
-
 def test_a_nan_cell_fails_alone_naming_the_step_and_term(tmp_path):
     cfg = write_config(tmp_path / "b.yaml", priors={"poisonable": {"poison": [False, True]}}, regularizers=["none"])
-    registry = load_registry(extra_modules=[sys.modules[__name__]])
+    registry = load_registry(extra_modules=[plugin_doubles])
     config = load_config(cfg)
     plan = plan_benchmark("tiny", config.benchmarks["tiny"], registry, str(cfg))
     counts = run_plan(plan, registry, Store(tmp_path / "out"), torch.device("cpu"), progress=False)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,10 +19,9 @@ import torch
 import yaml
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
-from torch import Tensor
 
+import plugin_doubles
 from conftest import TINY
-from harness import Prior, hookimpl
 from harness.cli import main
 from harness.config import load_config
 from harness.plugins import load_registry
@@ -213,38 +211,14 @@ def test_pruning_stops_a_hopeless_trial_and_the_store_says_pruned(tmp_path):
     assert main(["leaderboard", str(out)]) == 0
 
 
-class NanPrior(Prior):
-    """N(0, I) whose log-density is NaN when ``poison`` is set: a diverging region of the search space."""
-
-    name = "nan_prior"
-
-    def __init__(self, latent_dim: int, poison: bool = False) -> None:
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.poison = poison
-        self.shift = torch.nn.Parameter(torch.zeros(latent_dim))
-
-    def log_prob(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
-        value = -0.5 * ((z - self.shift) ** 2).sum(-1)
-        return value * float("nan") if self.poison else value
-
-    def sample(self, n: int, cond: Tensor | None = None) -> Tensor:
-        return torch.randn(n, self.latent_dim) + self.shift
-
-
-@hookimpl
-def harness_register_priors(register):
-    register(NanPrior)
-
-
 def test_a_nan_trial_fails_with_its_reason_and_the_search_goes_on(tmp_path):
     cfg = write(tmp_path / "b.yaml", {
-        "prior": "nan_prior",
+        "prior": "poisonable",
         "space": {"prior.poison": {"choices": [False, True]}},
         "enqueue": [{"prior.poison": True}, {"prior.poison": False}],
         "trials": 2,
     })
-    registry = load_registry(extra_modules=[sys.modules[__name__]])
+    registry = load_registry(extra_modules=[plugin_doubles])
     search = resolve(load_config(cfg), "s", registry, str(cfg))
     summary = run(search, registry, tmp_path / "out", quiet=True)
     assert summary.ok, summary.text
