@@ -16,6 +16,7 @@ from harness.api import (
     Regularizer,
     TrainedModel,
     as_float,
+    standard_normal_log_prob,
 )
 from harness.hookspecs import hookimpl
 
@@ -36,4 +37,5 @@ __all__ = [
     "__version__",
     "as_float",
     "hookimpl",
+    "standard_normal_log_prob",
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "Regularizer",
     "TrainedModel",
     "as_float",
+    "standard_normal_log_prob",
 ]
 
 
@@ -135,6 +136,11 @@ class Prior(_Plugin, nn.Module):
         raise NotImplementedError(f"prior {self.name!r} is not invertible")
 
 
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """log N(z; 0, I) summed over the last dimension, [B]."""
+    return -0.5 * (z.pow(2).sum(dim=-1) + z.shape[-1] * math.log(2 * math.pi))
+
+
 @dataclass(frozen=True)
 class GaussianPosterior:
     """q(z|x) = N(mean, diag(exp(logvar))), as produced by the encoder."""
@@ -145,6 +151,10 @@ class GaussianPosterior:
     def rsample(self, generator: torch.Generator | None = None) -> Tensor:
         eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + torch.exp(0.5 * self.logvar) * eps
+
+    def kl_to_standard_normal(self) -> Tensor:
+        """KL(q(z|x) || N(0, I)) in closed form, [B]."""
+        return 0.5 * (self.mean.pow(2) + self.logvar.exp() - 1.0 - self.logvar).sum(dim=-1)
 
     def log_prob(self, z: Tensor) -> Tensor:
         """log q(z|x) summed over dimensions, [B]."""

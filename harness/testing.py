@@ -50,6 +50,7 @@ from harness.api import (
     Regularizer,
     TrainedModel,
     as_float,
+    standard_normal_log_prob,
 )
 
 __all__ = [
@@ -111,13 +112,13 @@ class _StandardNormal(Prior):
         self.latent_dim = latent_dim
 
     def log_prob(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
-        return -0.5 * (z.pow(2).sum(dim=-1) + self.latent_dim * math.log(2 * math.pi))
+        return standard_normal_log_prob(z)
 
     def sample(self, n: int, cond: Tensor | None = None) -> Tensor:
         return torch.randn(n, self.latent_dim, device=self.device, dtype=self.dtype)
 
     def analytic_kl(self, posterior: GaussianPosterior, cond: Tensor | None = None) -> Tensor:
-        return 0.5 * (posterior.mean.pow(2) + posterior.logvar.exp() - 1.0 - posterior.logvar).sum(dim=-1)
+        return posterior.kl_to_standard_normal()
 
     def to_base(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
         return z

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from harness import GaussianPosterior, Prior, hookimpl
+from harness import GaussianPosterior, Prior, hookimpl, standard_normal_log_prob
 
 
 class GaussianPrior(Prior):
@@ -22,14 +21,13 @@ class GaussianPrior(Prior):
         self.latent_dim = latent_dim
 
     def log_prob(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
-        return -0.5 * (z.pow(2).sum(dim=-1) + self.latent_dim * math.log(2 * math.pi))
+        return standard_normal_log_prob(z)
 
     def sample(self, n: int, cond: Tensor | None = None) -> Tensor:
         return torch.randn(n, self.latent_dim, device=self.device, dtype=self.dtype)
 
     def analytic_kl(self, posterior: GaussianPosterior, cond: Tensor | None = None) -> Tensor:
-        mean, logvar = posterior.mean, posterior.logvar
-        return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+        return posterior.kl_to_standard_normal()
 
     def to_base(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
         return z

@@ -6,7 +6,6 @@ KL), then fit a full-covariance GMM to its training codes and sample from that i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -14,7 +13,7 @@ from sklearn.mixture import GaussianMixture
 from torch import Tensor
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
 
-from harness import GaussianPosterior, Prior, hookimpl
+from harness import GaussianPosterior, Prior, hookimpl, standard_normal_log_prob
 
 
 class GMMPrior(Prior):
@@ -48,7 +47,7 @@ class GMMPrior(Prior):
 
     def log_prob(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
         if not bool(self.fitted):
-            return -0.5 * (z.pow(2).sum(dim=-1) + self.latent_dim * math.log(2 * math.pi))
+            return standard_normal_log_prob(z)
         return self._mixture().log_prob(z)
 
     def sample(self, n: int, cond: Tensor | None = None) -> Tensor:
@@ -59,8 +58,7 @@ class GMMPrior(Prior):
     def analytic_kl(self, posterior: GaussianPosterior, cond: Tensor | None = None) -> Tensor | None:
         if bool(self.fitted):
             return None  # no closed form against a mixture: the KL regularizer falls back to one sample
-        mean, logvar = posterior.mean, posterior.logvar
-        return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+        return posterior.kl_to_standard_normal()
 
     def fit_post_hoc(self, z: Tensor) -> None:
         if z.shape[0] < self.components:

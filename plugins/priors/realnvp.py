@@ -6,13 +6,12 @@ so the density (``log_prob``, data -> base) and sampling (``sample``, base -> da
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from harness import Prior, hookimpl
+from harness import Prior, hookimpl, standard_normal_log_prob
 
 #: |log-scale| of one coupling is at most this: each coupling stretches or shrinks by at most e² per dimension.
 SCALE_BOUND = 2.0
@@ -198,7 +197,7 @@ class RealNVPPrior(Prior):
     def log_prob(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
         c = self._condition(cond, z.shape[0], z)
         z0, logdet = self._to_base_and_logdet(z, c)
-        log_base = -0.5 * ((z0 - self._mean(c, z0)).pow(2).sum(dim=-1) + self.latent_dim * math.log(2 * math.pi))
+        log_base = standard_normal_log_prob(z0 - self._mean(c, z0))
         return log_base + logdet
 
     def sample(self, n: int, cond: Tensor | None = None) -> Tensor:
