@@ -21,6 +21,7 @@ import hashlib
 import math
 import multiprocessing.connection
 import os
+import random
 import socket
 import sys
 import threading
@@ -32,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 import yaml
@@ -46,6 +47,8 @@ __all__ = ["Search", "resolve", "run", "open_storage", "tally"]
 
 #: A trial records which process runs it, so a dead local worker's trial can be failed and retried.
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+T = TypeVar("T")
 
 
 # --- storage ----------------------------------------------------------------------------------------------
@@ -134,6 +137,24 @@ def _retry(max_retry: int) -> Callable[[optuna.Study, FrozenTrial], None]:
     return retry
 
 
+def _retrying_schema_race(connect: Callable[[], T], errors: Any, attempts: int = 8) -> T:
+    """``connect()``, again after a short random wait when it lost a race to create the schema.
+
+    On a fresh database every worker that starts at once runs Optuna's CREATE TABLEs; PostgreSQL lets one win and
+    fails the others with a unique violation (``pg_type_typname_nsp_index``) or "already exists". A second try
+    finds the tables made. Any other error (a wrong password, no server) is raised at once.
+    """
+    for attempt in range(attempts):
+        try:
+            return connect()
+        except (errors.IntegrityError, errors.ProgrammingError) as exc:
+            text = str(exc).lower()
+            if attempt == attempts - 1 or not ("duplicate key" in text or "already exists" in text):
+                raise
+            time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def open_storage(spec: str, heartbeat: SearchHeartbeat) -> Storage:
     """A path -> a journal file (one machine, or a shared file system); a database URL -> RDBStorage with
     heartbeats, for workers on many machines."""
@@ -157,15 +178,18 @@ def open_storage(spec: str, heartbeat: SearchHeartbeat) -> Storage:
     shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
     params = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
     callback_kw = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params else "failed_trial_callback"
-    try:
+    def connect() -> optuna.storages.RDBStorage:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
+            return optuna.storages.RDBStorage(
                 url,
                 heartbeat_interval=heartbeat.interval,
                 grace_period=heartbeat.grace or 2 * heartbeat.interval,
                 **{callback_kw: _retry(heartbeat.max_retry)},
             )
+
+    try:
+        storage = _retrying_schema_race(connect, sqlalchemy.exc)
     except ImportError as exc:
         raise ConfigError("--storage", f"{shown}: the database driver is not installed ({exc.name})",
                           "pip install psycopg2-binary (PostgreSQL) or pymysql (MySQL)") from None

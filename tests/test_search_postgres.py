@@ -131,3 +131,39 @@ def test_running_again_with_more_trials_continues_the_study_on_postgres(shared):
     n = len(shared["before"])
     assert [(t.number, t.state, t.params) for t in trials[:n]] == [(t.number, t.state, t.params) for t in shared["before"]]
     assert tally(trials)["finished"] == 5 and tally(trials)["running"] == tally(trials)["waiting"] == 0
+
+
+def test_workers_opening_a_fresh_database_at_once_all_get_the_storage():
+    """Every worker of a new search creates Optuna's tables; on a fresh database PostgreSQL fails all but one of
+    them with a unique violation unless the losers try again (seen with 4 threads: 3 failed before the fix)."""
+    import threading
+
+    import psycopg2
+
+    schema = f"fresh_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(URL)
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE SCHEMA {schema}")
+    url = f"{URL}{'&' if '?' in URL else '?'}options=-csearch_path%3D{schema}"
+    start, errors, opened = threading.Barrier(4), [], []
+
+    def open_at_once() -> None:
+        start.wait()
+        try:
+            opened.append(open_storage(url, SearchHeartbeat(**HEARTBEAT)).optuna)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted on below
+            errors.append(str(exc))
+
+    try:
+        threads = [threading.Thread(target=open_at_once) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        assert len(opened) == 4
+        optuna.create_study(storage=opened[0], study_name="made-in-the-fresh-schema")
+        assert optuna.study.get_all_study_names(opened[3]) == ["made-in-the-fresh-schema"]
+    finally:
+        admin.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
