@@ -112,7 +112,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         store = Store(out)
         # A run that trains nothing (every cell already done) must not claim the stored results as its own.
-        if args.fresh or not (out / "provenance.json").exists() or not all(store.is_done(c) for c in plan.cells):
+        # Cells skipped by the grid (gan × kl, say) train nothing either.
+        trains = [c for c in plan.cells if not c.skip_reason and not store.is_done(c)]
+        if args.fresh or not (out / "provenance.json").exists() or trains:
             prov = provenance.collect(Path(args.config), device)
             prov["descriptions"] = {plan.name: plan.config.description}
             prov["benchmarks"] = {plan.name: plan.config.model_dump(mode="json")}

@@ -143,9 +143,12 @@ def test_each_cell_saves_a_png_grid_of_prior_samples(tmp_path):
 
 
 def test_a_rerun_that_trains_nothing_keeps_the_provenance_of_the_run_that_did(tmp_path):
-    cfg = write_config(tmp_path / "b.yaml", regularizers=["none"])
+    # gan × kl is skipped by the grid (no density): a skipped cell is nothing to train either.
+    cfg = write_config(tmp_path / "b.yaml", priors={"gaussian": {}, "gan": {}}, regularizers=["kl"])
     out = tmp_path / "out"
     assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    statuses = sorted(json.loads(p.read_text())["status"] for p in out.glob("cells/*/result.json"))
+    assert statuses == ["done", "skipped"]
     first = (out / "provenance.json").read_text()
     assert main(["run", str(cfg), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     assert (out / "provenance.json").read_text() == first
