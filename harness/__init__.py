@@ -19,6 +19,7 @@ from harness.api import (
     standard_normal_log_prob,
 )
 from harness.hookspecs import hookimpl
+from harness.weights import pretrained_weights
 
 __version__ = "0.1.0"
 
@@ -37,5 +38,6 @@ __all__ = [
     "__version__",
     "as_float",
     "hookimpl",
+    "pretrained_weights",
     "standard_normal_log_prob",
 ]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import re
+import types
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,6 +18,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
+
+from harness.perceptual import LAYERS as PERCEPTUAL_LAYERS
+from harness.perceptual import PAPER_LAYERS
 
 
 class ConfigError(Exception):
@@ -130,6 +135,28 @@ def _gamma(value: Any) -> float | str:
     return float(value)
 
 
+def _vgg_layer(value: Any) -> str:
+    if value not in PERCEPTUAL_LAYERS:
+        raise ValueError(f"{value!r}: unknown VGG19 layer{suggest(str(value), PERCEPTUAL_LAYERS)}")
+    return str(value)
+
+
+class PerceptualConfig(BaseModel):
+    """``model.perceptual``: add the VGG19 perceptual term (``harness.perceptual``) to the reconstruction loss."""
+
+    model_config = _FROZEN
+
+    #: Scale of the term; 1 puts each layer on the scale of the summed pixel NLL at γ = 1.
+    weight: Annotated[float, Field(gt=0)] = 1.0
+    layers: Annotated[list[Annotated[str, BeforeValidator(_vgg_layer)]], Field(min_length=1)] = Field(
+        default_factory=lambda: list(PAPER_LAYERS)
+    )
+    #: The VGG19 weights file; default: vgg19-dcbb9e9d.pth in torch.hub's checkpoint folder.
+    weights_path: str | None = None
+    #: Fetch the weights into torch.hub's checkpoint folder when they are missing (needs the network).
+    download: bool = False
+
+
 class ModelConfig(BaseModel):
     model_config = _FROZEN
 
@@ -140,6 +167,8 @@ class ModelConfig(BaseModel):
     likelihood: Literal["gaussian", "bernoulli"] = "gaussian"
     #: Decoder variance γ of the Gaussian likelihood N(x | Dψ(z), γI): a fixed value, or "learned".
     gamma: Annotated[float | str, BeforeValidator(_gamma)] = 1.0
+    #: Off unless given (and then absent from the cell config, so cells without it keep their ids).
+    perceptual: PerceptualConfig | None = None
 
 
 class TrainConfig(BaseModel):
@@ -166,6 +195,8 @@ class ModelOverride(BaseModel):
     latent_dim: PositiveInt | None = None
     likelihood: Literal["gaussian", "bernoulli"] | None = None
     gamma: Annotated[float | str, BeforeValidator(_gamma)] | None = None
+    #: ``perceptual: null`` switches off a perceptual term the benchmark's ``model:`` sets.
+    perceptual: PerceptualConfig | None = None
 
 
 class ModelVariant(BaseModel):
@@ -287,7 +318,9 @@ class BenchmarkConfig(BaseModel):
             return [(None, self.priors, self.regularizers, self.model, list(self.beta))]
         out = []
         for name, v in self.models.items():
-            override = v.model.model_dump(exclude_none=True)
+            override: dict[str, Any] = {k: getattr(v.model, k) for k in v.model.model_fields_set}
+            # Only ``perceptual`` can be switched off with null; for the other keys null means "not given".
+            override = {k: value for k, value in override.items() if value is not None or k == "perceptual"}
             model = self.model.model_copy(update=override)
             out.append((name, v.priors, v.regularizers, model, list(v.beta or self.beta)))
         return out
@@ -432,6 +465,21 @@ class ConfigFile(BaseModel):
         return value
 
 
+def _unwrap(annotation: Any) -> Any:
+    """``Annotated[X, ...]`` and ``X | None`` as ``X`` (pydantic reports an optional section's keys without the
+    union's branch in the path)."""
+    while True:
+        if getattr(annotation, "__metadata__", None) is not None:
+            annotation = annotation.__origin__
+        elif typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            branches = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(branches) != 1:
+                return annotation
+            annotation = branches[0]
+        else:
+            return annotation
+
+
 def _fields_at(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
     """The keys allowed at ``loc`` inside ``model`` (for unknown-key suggestions)."""
     current: Any = model
@@ -443,8 +491,7 @@ def _fields_at(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
             current = current.__args__[1]
         else:
             return []
-        while getattr(current, "__metadata__", None) is not None:  # unwrap Annotated
-            current = current.__origin__
+        current = _unwrap(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return list(current.model_fields)
     return []

@@ -157,7 +157,8 @@ def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -
         arch_cls = _plugin(registry, "architecture", model_config.architecture, f"{v_at}.model.architecture")
         arch_at = f"{v_at}.model.architecture_options"
         arch_opts = _constructed(arch_cls, validate_options(arch_cls, model_config.architecture_options, arch_at), arch_at)
-        model = {**model_config.model_dump(mode="json"), "architecture_options": arch_opts}
+        # exclude_none: an unset ``perceptual`` leaves no key behind, so cells without it keep their ids.
+        model = {**model_config.model_dump(mode="json", exclude_none=True), "architecture_options": arch_opts}
         priors = [
             (p, given, opts)
             for p, raw in prior_specs.items()

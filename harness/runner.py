@@ -21,6 +21,7 @@ from harness.api import DataSplit, EvalData, PluginUnavailable
 from harness.config import BenchmarkConfig, ConfigError
 from harness.executors import CellTask, Executor, LocalExecutor, progress_counter
 from harness.grid import Cell, expand, metric_directions, primary_metric
+from harness.perceptual import perceptual_weights
 from harness.plugins import Registry
 from harness.samples import save_samples
 from harness.store import Store
@@ -54,6 +55,14 @@ def plan_benchmark(name: str, bench: BenchmarkConfig, registry: Registry, source
         _check(registry.get("dataset", ds)(**json.loads(options)), f"{source}: benchmarks.{name}.datasets.{ds}")
     for ev, options in first.evaluators.items():
         _check(registry.get("evaluator", ev)(**options), f"{source}: benchmarks.{name}.evaluators.{ev}")
+    for cell in {c.variant: c for c in cells if c.model.get("perceptual")}.values():
+        variants = bench.models or {}
+        own = cell.variant in variants and "perceptual" in variants[cell.variant].model.model_fields_set
+        model_at = f"models.{cell.variant}.model" if own else "model"
+        try:
+            perceptual_weights(cell.model["perceptual"])
+        except PluginUnavailable as exc:
+            raise ConfigError(f"{source}: benchmarks.{name}.{model_at}.perceptual", exc.message, exc.fix) from None
     return Plan(name, bench, cells, metric_directions(registry, first.evaluators))
 
 

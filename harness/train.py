@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from harness.api import DataSplit, GaussianPosterior, Prior, Regularizer, TrainedModel, as_float
 from harness.grid import Cell
 from harness.likelihoods import Likelihood, build_likelihood
+from harness.perceptual import PerceptualLoss, build_perceptual
 from harness.plugins import Registry
 
 CHECKPOINT = "checkpoint.pt"
@@ -45,6 +46,9 @@ class Model:
     prior_lr: float = 1e-3
     #: Run the encoder and decoder under bf16 autocast (CUDA only); every loss term stays float32.
     autocast: bool = False
+    #: The VGG19 perceptual term added to the reconstruction loss (``model.perceptual``). Frozen and not one of
+    #: ``modules()``: checkpoints leave it out and it is reloaded from its weights file.
+    perceptual: PerceptualLoss | None = None
 
     def __post_init__(self) -> None:
         self.opt_model = torch.optim.Adam(self.model_params(), lr=self.lr)
@@ -96,15 +100,20 @@ def build_model(cell: Cell, registry: Registry, data_shape: tuple[int, ...], dev
     prior = registry.get("prior", cell.prior)(latent_dim=latent_dim, **cell.prior_options)
     regularizer = registry.get("regularizer", cell.regularizer)(**cell.regularizer_options)
     likelihood = build_likelihood(cell.model["likelihood"], cell.model["gamma"])
-    for module in (encoder, decoder, prior, regularizer, likelihood):
-        module.to(device)
+    perceptual = build_perceptual(cell.model["perceptual"], data_shape) if cell.model.get("perceptual") else None
+    for module in (encoder, decoder, prior, regularizer, likelihood, perceptual):
+        if module is not None:
+            module.to(device)
     if cell.train.get("compile"):
         # Compiled wrappers share the parameters (and state_dict keys, via _orig_mod) of the originals.
         encoder, decoder = torch.compile(encoder), torch.compile(decoder)
     lr = float(cell.train["lr"])
     prior_lr = float(cell.train.get("prior_lr") or lr)
     autocast = bool(cell.train.get("autocast", True)) and device.type == "cuda"
-    return Model(encoder, decoder, likelihood, prior, regularizer, lr=lr, prior_lr=prior_lr, autocast=autocast)
+    return Model(
+        encoder, decoder, likelihood, prior, regularizer, lr=lr, prior_lr=prior_lr, autocast=autocast,
+        perceptual=perceptual,
+    )  # fmt: skip
 
 
 def training_step(model: Model, x: Tensor, beta: float, cond: Tensor | None = None) -> Tensor:
@@ -118,7 +127,11 @@ def training_step(model: Model, x: Tensor, beta: float, cond: Tensor | None = No
     z = posterior.rsample()
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=model.autocast):
         raw = model.decoder(z)
-    rec = model.likelihood.nll(x, raw.float()).mean()
+    rec_rows = model.likelihood.nll(x, raw.float())
+    if model.perceptual is not None:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=model.autocast):
+            rec_rows = rec_rows + model.perceptual(x, model.likelihood.mean(raw.float()))
+    rec = rec_rows.mean()
     # β = 0 (or a regularizer that ignores β) contributes nothing: skip computing it.
     reg = model.regularizer.penalty(z, posterior, model.prior, cond).mean() if beta else rec.new_zeros(())
     loss_model = rec + beta * reg

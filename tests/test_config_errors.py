@@ -140,6 +140,22 @@ BAD_CONFIGS = [
         id="model-variant-bad-gamma",
     ),
     pytest.param(
+        bench("    model: {perceptual: {layers: [relu1_1, relu4_2x]}}\n"),
+        ["benchmarks.b.model.perceptual.layers[1]: 'relu4_2x': unknown VGG19 layer", "did you mean 'relu4_2'",
+         "known: relu1_1, relu1_2, relu2_1"],
+        id="perceptual-unknown-vgg-layer-suggests-the-closest",
+    ),
+    pytest.param(
+        bench("    model: {perceptual: {weight: 0}}\n"),
+        ["benchmarks.b.model.perceptual.weight: 0", "greater than 0"],
+        id="perceptual-weight-zero",
+    ),
+    pytest.param(
+        bench("    model: {perceptual: {wieght: 2}}\n"),
+        ["benchmarks.b.model.perceptual.wieght: unknown key 'wieght'", "(did you mean 'weight'?)"],
+        id="perceptual-unknown-key-suggests-weight",
+    ),
+    pytest.param(
         bench("    claims: [{text: t, kind: better, metric: fidd, a: {beta: 0}, b: {beta: 1}}]\n"),
         ["benchmarks.b.claims[0].a: unknown metric 'fidd'"],
         id="claim-unknown-metric",

@@ -24,7 +24,6 @@ from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
 
 import torch
 import torch_fidelity
@@ -35,7 +34,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from tqdm.auto import tqdm
 
-from harness import EvalData, Evaluator, PluginUnavailable, TrainedModel, hookimpl
+from harness import EvalData, Evaluator, TrainedModel, hookimpl, pretrained_weights
 from harness_plugins.evaluators.classifier import (
     classifier_path,
     dataset_cache_key,
@@ -43,7 +42,6 @@ from harness_plugins.evaluators.classifier import (
     load_or_train_classifier,
 )
 
-INCEPTION_FILE = Path(urlparse(URL_INCEPTION_V3).path).name
 INCEPTION_EXTRACTOR = "inception-v3-compat"
 CLASSIFIER_EXTRACTOR = "harness-classifier"
 #: torch-fidelity's default KID subset size; smaller sets use all their samples in every subset.
@@ -132,40 +130,9 @@ def _digest(path: Path) -> str:
     return sha.hexdigest()[:8]
 
 
-def _home_relative(path: Path) -> str:
-    try:
-        return f"~/{path.relative_to(Path.home())}"
-    except ValueError:
-        return str(path)
-
-
 def inception_weights(evaluator: str, weights_path: str | None, download: bool, alternative: str = "") -> Path:
-    """The Inception weights file: ``weights_path``, else the torch hub cache (``$TORCH_HOME`` honoured), downloaded
-    there first when ``download`` is set. Raises PluginUnavailable naming the file and where to put it."""
-    if weights_path is not None:
-        path = Path(weights_path).expanduser()
-        if not path.is_file():
-            raise PluginUnavailable(
-                f"the Inception weights file {weights_path} does not exist",
-                f"Place {INCEPTION_FILE} there or fix {evaluator}.weights_path{alternative}.",
-            )
-        return path
-    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-    path = checkpoints / INCEPTION_FILE
-    if path.is_file():
-        return path
-    fix = (
-        f"Place {INCEPTION_FILE} in {_home_relative(checkpoints)}/ or set {evaluator}.weights_path "
-        f"(or {evaluator}.download: true when online){alternative}."
-    )
-    if not download:
-        raise PluginUnavailable("the Inception weights are not available offline", fix)
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    try:
-        torch.hub.download_url_to_file(URL_INCEPTION_V3, str(path))
-    except Exception as exc:  # noqa: BLE001 - any network or file error means "not available"
-        raise PluginUnavailable(f"downloading the Inception weights failed: {exc}", fix) from None
-    return path
+    """torch-fidelity's Inception weights file (see ``harness.pretrained_weights``)."""
+    return pretrained_weights("Inception", URL_INCEPTION_V3, evaluator, weights_path, download, alternative)
 
 
 def _calculate(
