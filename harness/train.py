@@ -8,6 +8,7 @@ Both use Adam; a checkpoint after each epoch lets an interrupted cell resume whe
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -154,10 +155,20 @@ def training_step(model: Model, x: Tensor, beta: float, cond: Tensor | None = No
 TERMS = ("reconstruction", "regularizer", "prior_fit")
 
 
-def _check_finite(terms: Tensor, epoch: int, step: int) -> None:
-    if not bool(torch.isfinite(terms).all()):
-        bad = [f"{name}={value:g}" for name, value in zip(TERMS, terms.tolist()) if not torch.isfinite(torch.tensor(value))]
-        raise NonFiniteLoss(f"non-finite loss at epoch {epoch + 1} step {step + 1}: {', '.join(bad)}")
+#: Steps between finiteness checks. Each check waits for the device; on a GPU a wait every step would drain the
+#: queue of kernels the host has launched ahead, so the loop checks a window of steps at once.
+CHECK_EVERY = 32
+
+
+def _check_finite(terms: Tensor, epoch: int, first_step: int = 0) -> None:
+    """Raise NonFiniteLoss naming the first step (counted from ``first_step``) of ``terms`` [steps, 3] with a NaN or
+    inf, and which terms it was in."""
+    finite = torch.isfinite(terms).all(dim=1)
+    if bool(finite.all()):
+        return
+    row = int((~finite).nonzero()[0])
+    bad = [f"{name}={value:g}" for name, value in zip(TERMS, terms[row].tolist()) if not math.isfinite(value)]
+    raise NonFiniteLoss(f"non-finite loss at epoch {epoch + 1} step {first_step + row + 1}: {', '.join(bad)}")
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -212,6 +223,36 @@ def batches(n: int, batch_size: int, seed: int, epoch: int, device: torch.device
     yield from torch.randperm(n, generator=generator).to(device).split(batch_size)
 
 
+def _train_epoch(
+    model: Model, data: DataSplit, beta: float, seed: int, epoch: int, batch_size: int, on_step: Callable[[int], Any]
+) -> Tensor:
+    """One epoch of training steps; returns each loss term summed over the steps, in step order.
+
+    Raises NonFiniteLoss naming the first step with a NaN or inf term, checked every CHECK_EVERY steps.
+    """
+    n = len(data)
+    terms = torch.zeros((n + batch_size - 1) // batch_size, len(TERMS), device=data.x.device)
+    totals = torch.zeros(len(TERMS), device=data.x.device)
+    checked = 0  # steps [0, checked) are known finite
+    try:
+        for step, idx in enumerate(batches(n, batch_size, seed, epoch, data.x.device)):
+            terms[step] = training_step(model, as_float(data.x[idx]), beta)
+            totals += terms[step]
+            on_step(1)
+            if step + 1 - checked >= CHECK_EVERY:
+                _check_finite(terms[checked : step + 1], epoch, checked)
+                checked = step + 1
+    except NonFiniteLoss:
+        raise
+    except Exception:
+        # A plugin that chokes on NaN parameters (a torch.distributions argument check, say) raises after the
+        # step that made them; that step's non-finite loss is the error worth reporting.
+        _check_finite(terms[checked:], epoch, checked)
+        raise
+    _check_finite(terms[checked:], epoch, checked)
+    return totals
+
+
 def train(
     cell: Cell,
     model: Model,
@@ -238,12 +279,7 @@ def train(
     )
     with bar:
         for epoch in range(start, epochs):
-            totals = torch.zeros(len(TERMS), device=data.x.device)
-            for step, idx in enumerate(batches(n, batch_size, cell.seed, epoch, data.x.device)):
-                terms = training_step(model, as_float(data.x[idx]), beta)
-                _check_finite(terms, epoch, step)
-                totals += terms
-                bar.update(1)
+            totals = _train_epoch(model, data, beta, cell.seed, epoch, batch_size, bar.update)
             means = dict(zip(TERMS, (totals / steps).tolist()))
             history.append({"epoch": epoch + 1, **means})
             bar.set_postfix(rec=f"{means['reconstruction']:.4g}", reg=f"{means['regularizer']:.4g}")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 import plugin_doubles
@@ -20,6 +21,7 @@ from harness.config import load_config
 from harness.plugins import load_registry
 from harness.runner import plan_benchmark, run_plan
 from harness.store import Store
+from harness.train import CHECK_EVERY
 
 
 def _results(out: Path) -> dict[str, dict]:
@@ -52,6 +54,21 @@ def test_a_nan_cell_fails_alone_naming_the_step_and_term(tmp_path):
     assert by_poison[False]["status"] == "done"
     assert by_poison[True]["status"] == "failed"
     assert by_poison[True]["reason"] == "NonFiniteLoss: non-finite loss at epoch 1 step 1: prior_fit=nan"
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["nan-trains-on", "plugin-raises-on-nan-parameters"])
+def test_a_nan_after_the_first_check_window_is_named_by_its_own_step(tmp_path, strict):
+    # 40 steps an epoch: the NaN at step 37 lies past the first window of CHECK_EVERY steps. A prior that raises on
+    # its NaN parameters at step 38 still fails with the NaN of step 37, not with its own error.
+    poisoned = {"poison": True, "poison_from": 37, "strict": strict}
+    cfg = write_config(tmp_path / "b.yaml", priors={"poisonable": poisoned}, regularizers=["none"],
+                       train={"epochs": 1, "batch_size": 36, "lr": 0.003})
+    registry = load_registry(extra_modules=[plugin_doubles])
+    plan = plan_benchmark("tiny", load_config(cfg).benchmarks["tiny"], registry, str(cfg))
+    assert run_plan(plan, registry, Store(tmp_path / "out"), torch.device("cpu"), progress=False) == {"failed": 1}
+    (result,) = _results(tmp_path / "out").values()
+    assert CHECK_EVERY < 37
+    assert result["reason"] == "NonFiniteLoss: non-finite loss at epoch 1 step 37: prior_fit=nan"
 
 
 def test_failed_cells_make_exit_status_one_and_are_listed_on_the_leaderboard(tmp_path):
