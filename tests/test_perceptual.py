@@ -14,6 +14,8 @@ from torch import nn
 from conftest import write_config
 from harness.api import GaussianPosterior
 from harness.cli import main
+from harness.config import BenchmarkConfig
+from harness.grid import expand
 from harness.likelihoods import GaussianLikelihood
 from harness.perceptual import LAYERS, PAPER_LAYERS, RELU_INDICES, PerceptualLoss, vgg19_trunk
 from harness.train import CHECKPOINT, Model, training_step
@@ -156,3 +158,20 @@ def test_a_run_on_vectors_fails_the_cell_saying_the_term_needs_images(tmp_path, 
     (result,) = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("cells/*/result.json")]
     assert result["status"] == "failed"
     assert "model.perceptual needs images with 1 or 3 channels" in result["reason"]
+
+
+def test_model_variants_inherit_the_benchmark_perceptual_term_and_null_switches_it_off(registry):
+    bench = BenchmarkConfig.model_validate({
+        "datasets": ["digits"],
+        "model": {"latent_dim": 2, "perceptual": {"weight": 3.0}},
+        "models": {
+            "inherits": {"priors": ["gaussian"], "regularizers": ["kl"]},
+            "switched-off": {"priors": ["gaussian"], "regularizers": ["kl"], "model": {"perceptual": None}},
+            "own": {"priors": ["gaussian"], "regularizers": ["kl"], "model": {"perceptual": {"layers": ["relu3_2"]}}},
+        },
+    })
+    cells = {cell.variant: cell for cell in expand("b", bench, registry, "b.yaml")}
+    assert cells["inherits"].model["perceptual"] == {"weight": 3.0, "layers": list(PAPER_LAYERS), "download": False}
+    assert "perceptual" not in cells["switched-off"].model
+    assert cells["own"].model["perceptual"]["layers"] == ["relu3_2"]
+    assert cells["own"].model["perceptual"]["weight"] == 1.0  # a variant's section replaces the benchmark's whole
