@@ -750,12 +750,15 @@ class EvaluatorContract:
     raises ``PluginUnavailable`` here has its evaluation checks skipped with that message.
     """
 
+    # Class-scoped fixtures are classmethods: pytest deprecates instance-method ones (removed in pytest 10).
     @pytest.fixture(scope="class")
-    def eval_data(self, tmp_path_factory: pytest.TempPathFactory) -> EvalData:
+    @classmethod
+    def eval_data(cls, tmp_path_factory: pytest.TempPathFactory) -> EvalData:
         return make_eval_data(tmp_path_factory.mktemp("eval-cache"))
 
     @pytest.fixture(scope="class")
-    def trained_model(self, eval_data: EvalData, tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    @classmethod
+    def trained_model(cls, eval_data: EvalData, tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
         return make_trained_model(eval_data, tmp_path_factory.mktemp("cell"))
 
     def _evaluate(self, evaluator: Evaluator, model: TrainedModel, data: EvalData) -> Mapping[str, float]:

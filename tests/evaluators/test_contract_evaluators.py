@@ -41,7 +41,8 @@ class TestReconstruction(EvaluatorContract):
 
 class TestReconstructionOnVectors(EvaluatorContract):
     @pytest.fixture(scope="class")
-    def eval_data(self, tmp_path_factory: pytest.TempPathFactory) -> EvalData:
+    @classmethod
+    def eval_data(cls, tmp_path_factory: pytest.TempPathFactory) -> EvalData:
         return make_eval_data(tmp_path_factory.mktemp("eval-cache"), images=False)
 
     @pytest.fixture
