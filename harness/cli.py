@@ -153,6 +153,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     registry = _registry()
     found = search.resolve(config, args.search, registry, str(args.config))
+    search.check_available(found, registry)
     out = Path(args.out) if args.out else Path("leaderboards") / f"search-{found.name}"
     summary = search.run(found, registry, out, storage_spec=args.storage, trials=args.trials, workers=args.workers,
                          device=device, quiet=args.quiet)

@@ -10,7 +10,7 @@ import json
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from harness.api import DataSplit, EvalData, PluginUnavailable
-from harness.config import BenchmarkConfig, ConfigError
+from harness.config import BenchmarkConfig, ConfigError, ModelVariant
 from harness.executors import CellTask, Executor, LocalExecutor, progress_counter
 from harness.grid import Cell, expand, metric_directions, primary_metric
 from harness.perceptual import perceptual_weights
@@ -50,20 +50,34 @@ class Plan:
 def plan_benchmark(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -> Plan:
     """Expand a benchmark and check that every dataset and evaluator can run, before anything trains."""
     cells = expand(name, bench, registry, source)
-    first = cells[0]
+    check_available(cells, registry, f"{source}: benchmarks.{name}", bench.models)
+    return Plan(name, bench, cells, metric_directions(registry, cells[0].evaluators))
+
+
+def check_available(
+    cells: Sequence[Cell],
+    registry: Registry,
+    at: str,
+    models: Mapping[str, ModelVariant] | None = None,
+    evaluators_at: str | None = None,
+) -> None:
+    """Raise ConfigError (exit 2, before training) when a dataset, an evaluator's weights or the perceptual term's
+    weights that ``cells`` need are missing.
+
+    ``at`` is the benchmark's key path (``FILE: benchmarks.NAME``); ``models`` its named variants, to say where a
+    perceptual term was set; ``evaluators_at`` where the evaluators were given when not in the benchmark.
+    """
     for ds, options in {(c.dataset, json.dumps(c.dataset_options, sort_keys=True)) for c in cells}:
-        _check(registry.get("dataset", ds)(**json.loads(options)), f"{source}: benchmarks.{name}.datasets.{ds}")
-    for ev, options in first.evaluators.items():
-        _check(registry.get("evaluator", ev)(**options), f"{source}: benchmarks.{name}.evaluators.{ev}")
+        _check(registry.get("dataset", ds)(**json.loads(options)), f"{at}.datasets.{ds}")
+    for ev, options in cells[0].evaluators.items():
+        _check(registry.get("evaluator", ev)(**options), f"{evaluators_at or f'{at}.evaluators'}.{ev}")
     for cell in {c.variant: c for c in cells if c.model.get("perceptual")}.values():
-        variants = bench.models or {}
-        own = cell.variant in variants and "perceptual" in variants[cell.variant].model.model_fields_set
+        own = cell.variant in (models or {}) and "perceptual" in (models or {})[cell.variant].model.model_fields_set
         model_at = f"models.{cell.variant}.model" if own else "model"
         try:
             perceptual_weights(cell.model["perceptual"])
         except PluginUnavailable as exc:
-            raise ConfigError(f"{source}: benchmarks.{name}.{model_at}.perceptual", exc.message, exc.fix) from None
-    return Plan(name, bench, cells, metric_directions(registry, first.evaluators))
+            raise ConfigError(f"{at}.{model_at}.perceptual", exc.message, exc.fix) from None
 
 
 def _check(plugin: Any, where: str) -> None:

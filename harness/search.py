@@ -43,7 +43,7 @@ from harness.config import ConfigError, SearchHeartbeat, load_config
 from harness.plugins import Registry
 from harness.search_config import Search, TrialError, resolve
 
-__all__ = ["Search", "resolve", "run", "open_storage", "tally"]
+__all__ = ["Search", "check_available", "resolve", "run", "open_storage", "tally"]
 
 #: A trial records which process runs it, so a dead local worker's trial can be failed and retried.
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -562,6 +562,16 @@ def _supervise(specs: list[WorkerSpec], storage: Storage, study: optuna.Study, s
             proc.join(timeout=30)
             if proc.is_alive():
                 proc.terminate()
+
+
+def check_available(search: Search, registry: Registry) -> None:
+    """What a trial needs (its dataset, the evaluators' weights, the perceptual term's weights) is here, or a
+    ConfigError now (exit 2), instead of every trial training and then failing on the same missing file."""
+    from harness.runner import check_available as check_cells
+
+    evaluators_at = f"{search.at}.evaluators" if search.config.evaluators else None
+    check_cells([search.cell({}, registry)], registry, f"{search.source}: benchmarks.{search.bench_name}",
+                search.bench.models, evaluators_at)
 
 
 def run(

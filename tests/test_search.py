@@ -279,3 +279,28 @@ def test_an_unknown_search_name_or_storage_exits_2(tmp_path, capsys):
     assert line.startswith(f"error: {cfg}: --search: unknown search 'flow-bta' (did you mean 'flow-beta'?)"), line
     line = _one_error(capsys, ["search", str(cfg), "--storage", "redis://localhost/0", "--out", str(tmp_path / "o")])
     assert line.startswith("error: --storage: 'redis://': unsupported database"), line
+
+
+@pytest.mark.parametrize("own_evaluators", [False, True], ids=["benchmark-evaluators", "search-evaluators"])
+def test_missing_weights_stop_a_search_before_its_first_trial(tmp_path, capsys, monkeypatch, own_evaluators):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    fid = {"fid": {"extractor": "inception"}}
+    search = {"objective": "fid", **({"evaluators": fid} if own_evaluators else {})}
+    cfg = write(tmp_path / "b.yaml", search, **({} if own_evaluators else {"evaluators": fid}))
+    out = tmp_path / "out"
+    line = _one_error(capsys, ["search", str(cfg), "--search", "s", "--out", str(out), "--device", "cpu"])
+    at = "searches.s.evaluators.fid" if own_evaluators else "benchmarks.tiny.evaluators.fid"
+    assert line == f"error: {cfg}: {at}: the Inception weights are not available offline", line
+    assert not out.exists()  # no study, no trial trained
+
+
+def test_the_perceptual_weight_is_searchable_and_an_unset_term_leaves_study_names_alone(tmp_path, registry):
+    space = {"model.perceptual.weight": {"low": 0.1, "high": 10.0, "log": True}}
+    cfg = write(tmp_path / "b.yaml", {"space": space})
+    search = resolve(load_config(cfg), "s", registry, str(cfg), check=False)
+    cell = search.cell({"model.perceptual.weight": 2.5}, registry)
+    assert cell.model["perceptual"]["weight"] == 2.5 and cell.model["perceptual"]["layers"][0] == "relu1_1"
+    # The study name hashes base(): a benchmark without the term must hash as before the key existed.
+    assert "perceptual" not in search.base()["model"]
+    with_term = write(tmp_path / "p.yaml", model={**BENCH["model"], "perceptual": {"weight": 4.0}})
+    assert resolve(load_config(with_term), "s", registry, str(with_term), check=False).base()["model"]["perceptual"]
