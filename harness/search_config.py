@@ -23,6 +23,7 @@ from harness.config import (
     ConfigError,
     ConfigFile,
     ModelConfig,
+    PerceptualConfig,
     SearchConfig,
     SearchParam,
     TrainConfig,
@@ -36,7 +37,7 @@ from harness.plugins import Registry
 #: Benchmark keys a trial does not inherit: the search chooses the prior, regularizer, β and seed itself.
 _NOT_INHERITED = {"default", "description", "cost", "priors", "regularizers", "models", "claims", "latent_figures",
                   "beta", "seeds", "primary_metric", "datasets"}
-_ROOTS_HELP = "search beta, prior.<option>, regularizer.<option>, train.<key>, model.<key> or model.architecture_options.<option>"
+_ROOTS_HELP = "search beta, prior.<option>, regularizer.<option>, train.<key>, model.<key>, model.architecture_options.<option> or model.perceptual.<key>"
 
 
 class TrialError(Exception):
@@ -66,6 +67,9 @@ class Search:
     def base(self) -> dict[str, Any]:
         """The trial benchmark before any sampled value is written into it (plain data, as YAML would give)."""
         data = self.bench.model_dump(mode="json", exclude=_NOT_INHERITED)
+        if data["model"].get("perceptual") is None:
+            # Unset, it leaves no key, as before the key existed: study names (hashes of this) stay the same.
+            data["model"].pop("perceptual", None)
         bench_priors = self.bench.priors or {}
         bench_regs = self.bench.regularizers or {}
         ((_, prior_opts),) = self.config.prior.items()
@@ -97,8 +101,10 @@ class Search:
                 data["regularizers"][self.regularizer][key] = value
             elif root == "train":
                 data["train"][key] = value
-            elif key.startswith("architecture_options."):
-                data["model"].setdefault("architecture_options", {})[key.split(".", 1)[1]] = value
+            elif key.startswith(("architecture_options.", "perceptual.")):
+                # A section of model: (a search over the perceptual weight switches the term on where it was off).
+                section, option = key.split(".", 1)
+                data["model"][section] = {**(data["model"].get(section) or {}), option: value}
             else:
                 data["model"][key] = value
         return data
@@ -154,7 +160,8 @@ def known_paths(search: SearchConfig, bench: BenchmarkConfig, registry: Registry
     paths += [f"prior.{k}" for k in options_model(registry.get("prior", prior)).model_fields]
     paths += [f"regularizer.{k}" for k in options_model(registry.get("regularizer", reg)).model_fields]
     paths += [f"train.{k}" for k in TrainConfig.model_fields]
-    paths += [f"model.{k}" for k in ModelConfig.model_fields if k != "architecture_options"]
+    paths += [f"model.{k}" for k in ModelConfig.model_fields if k not in ("architecture_options", "perceptual")]
+    paths += [f"model.perceptual.{k}" for k in PerceptualConfig.model_fields]
     if bench.model.architecture in registry.plugins["architecture"]:
         arch = registry.get("architecture", bench.model.architecture)
         paths += [f"model.architecture_options.{k}" for k in options_model(arch).model_fields]
