@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,7 @@ def render(out_dir: Path) -> Path:
         lines.append(_problem_section("Failed cells", [r for r in mine if r["status"] == "failed"]))
         lines.append(_problem_section("Skipped cells", [r for r in mine if r["status"] == "skipped"]))
         lines.append(_problem_section("Pruned cells", [r for r in mine if r["status"] == "pruned"]))
-    lines.append(_provenance_section(provenance))
+    lines.append(_provenance_section(provenance, [r for r in results if r["status"] == "done"]))
     path = out_dir / "leaderboard.md"
     path.write_text("\n".join(line for line in lines if line), encoding="utf-8")
     return path
@@ -202,7 +203,16 @@ def _problem_section(title: str, results: list[dict[str, Any]]) -> str:
     return f"## {title}\n\n" + tabulate(rows, headers=["cell", "config", "reason"], tablefmt="github") + "\n"
 
 
-def _provenance_section(provenance: dict[str, Any]) -> str:
+def _trained_at(done: list[dict[str, Any]]) -> str:
+    """Which commits trained the finished cells, when that is not simply the last run's: ``a (36), b (18)``."""
+    commits = Counter(str(r.get("git_commit", "not recorded")) for r in done)
+    if len(commits) <= 1:
+        return ""
+    ranked = sorted(commits.items(), key=lambda item: (-item[1], item[0]))  # most cells first, then by name
+    return "- cells trained at: " + ", ".join(f"{c} ({n})" for c, n in ranked) + "\n"
+
+
+def _provenance_section(provenance: dict[str, Any], done: list[dict[str, Any]]) -> str:
     if not provenance:
         return ""
     versions = ", ".join(f"{k} {v}" for k, v in provenance.get("versions", {}).items())
@@ -210,7 +220,8 @@ def _provenance_section(provenance: dict[str, Any]) -> str:
         "## Provenance\n\n"
         f"- command: `{provenance.get('command', '?')}`\n"
         f"- config: `{provenance.get('config', '?')}` (sha256 {provenance.get('config_sha256', '?')})\n"
-        f"- git commit: {provenance.get('git_commit', '?')}\n"
+        f"- git commit: {provenance.get('git_commit', '?')} (the last run that trained)\n"
+        f"{_trained_at(done)}"
         f"- versions: {versions}\n"
         f"- device: {provenance.get('device', '?')}\n"
         f"- platform: {provenance.get('platform', '?')}\n"

@@ -17,7 +17,8 @@ import torch
 PACKAGES = ("prior-harness", "torch", "torchvision", "numpy", "scikit-learn", "pluggy", "pydantic", "torch-fidelity")
 
 
-def _git_commit(cwd: Path) -> str:
+def git_commit(cwd: Path) -> str:
+    """HEAD of the checkout at ``cwd``, marked when the code (not the results folders) has uncommitted changes."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
@@ -61,7 +62,7 @@ def collect(config_path: Path, device: torch.device, argv: list[str] | None = No
         "command": "harness " + shlex.join(sys.argv[1:] if argv is None else argv),
         "config": str(config_path),
         "config_sha256": hashlib.sha256(config_path.read_bytes()).hexdigest()[:16],
-        "git_commit": _git_commit(Path.cwd()),
+        "git_commit": git_commit(Path.cwd()),
         "versions": _versions(),
         "device": describe_device(device),
         "platform": platform.platform(),

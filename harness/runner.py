@@ -23,6 +23,7 @@ from harness.executors import CellTask, Executor, LocalExecutor, progress_counte
 from harness.grid import Cell, expand, metric_directions, primary_metric
 from harness.perceptual import perceptual_weights
 from harness.plugins import Registry
+from harness.provenance import git_commit
 from harness.samples import save_samples
 from harness.store import Store
 from harness.train import build_model, fit_post_hoc, train
@@ -176,6 +177,8 @@ def run_cell(
         "history": history,
         "seconds": round(time.perf_counter() - started, 3),
         "device": str(device),
+        # Per cell: a results folder filled over several runs holds cells of several commits.
+        "git_commit": git_commit(Path.cwd()),
     }
     store.write_result(cell, result)
     return result

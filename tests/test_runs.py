@@ -159,6 +159,23 @@ def test_each_cell_saves_a_png_grid_of_prior_samples(tmp_path):
     assert json.loads((cell / "config.json").read_text())["cell_id"] == cell.name
 
 
+def test_each_cell_records_its_commit_and_the_leaderboard_lists_several(tmp_path):
+    cfg = write_config(tmp_path / "b.yaml", seeds=[0, 1], regularizers=["none"])
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    paths = sorted(out.glob("cells/*/result.json"))
+    commits = {json.loads(p.read_text())["git_commit"] for p in paths}
+    assert commits == {json.loads((out / "provenance.json").read_text())["git_commit"]}
+    assert "cells trained at" not in (out / "leaderboard.md").read_text()  # one commit: nothing more to say
+    # A cell from before results recorded their commit, as a folder filled over several runs can hold.
+    older = json.loads(paths[0].read_text())
+    del older["git_commit"]
+    paths[0].write_text(json.dumps(older), encoding="utf-8")
+    assert main(["leaderboard", str(out)]) == 0
+    (commit,) = commits
+    assert f"- cells trained at: {commit} (1), not recorded (1)" in (out / "leaderboard.md").read_text()
+
+
 def test_a_rerun_that_trains_nothing_keeps_the_provenance_of_the_run_that_did(tmp_path):
     # gan × kl is skipped by the grid (no density): a skipped cell is nothing to train either.
     cfg = write_config(tmp_path / "b.yaml", priors={"gaussian": {}, "gan": {}}, regularizers=["kl"])
