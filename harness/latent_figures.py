@@ -191,19 +191,35 @@ def pca_paths(model: Model, train: DataSplit, test: DataSplit, path: Path, steps
     return path
 
 
+#: (title, file suffix) of each latent figure, in the order the leaderboard shows them.
+FIGURES = (
+    ("2-D latents (Fig. 1)", "2d"),
+    ("interpolations: Z_0 (top) vs Z_T (bottom) per pair (Fig. 3, 6)", "interpolation"),
+    ("class-vector edits: Z_0 (top) vs Z_T (bottom) per class (Fig. 5)", "attribute-edit"),
+    ("PCA of Eφ(x) with the Z_T and Z_0 paths (Fig. 4)", "pca"),
+)
+
+
+def figure_path(out_dir: Path, benchmark: str, suffix: str) -> Path:
+    return out_dir / f"{benchmark}-latent-{suffix}.png"
+
+
+def drawn_before(out_dir: Path, benchmark: str) -> list[tuple[str, Path]]:
+    """The latent figures already on disk (drawn when the cell was trained), for a folder without checkpoints."""
+    paths = [(title, figure_path(out_dir, benchmark, suffix)) for title, suffix in FIGURES]
+    return [(title, path) for title, path in paths if path.is_file()]
+
+
 def draw(out_dir: Path, result: dict[str, Any], options: dict[str, Any], registry: Registry) -> list[tuple[str, Path]]:
     """Every latent figure that applies to the cell of ``result``; returns (title, path) pairs."""
     cell = Cell.from_json(result["cell"])
     model, train, test = load_cell(out_dir, cell, registry)
-    prefix = out_dir / f"{result['benchmark']}-latent"
     pairs, steps, seed = int(options.get("pairs", 4)), int(options.get("steps", 8)), cell.seed
-    made = [
-        ("2-D latents (Fig. 1)", latent_scatter(model, test, Path(f"{prefix}-2d.png"))),
-        ("interpolations: Z_0 (top) vs Z_T (bottom) per pair (Fig. 3, 6)",
-         interpolations(model, test, Path(f"{prefix}-interpolation.png"), pairs, steps, seed)),
-        ("class-vector edits: Z_0 (top) vs Z_T (bottom) per class (Fig. 5)",
-         attribute_edits(model, train, test, Path(f"{prefix}-attribute-edit.png"), pairs, steps, seed)),
-        ("PCA of Eφ(x) with the Z_T and Z_0 paths (Fig. 4)",
-         pca_paths(model, train, test, Path(f"{prefix}-pca.png"), steps, seed)),
-    ]
-    return [(title, p) for title, p in made if p is not None]
+    path = {suffix: figure_path(out_dir, result["benchmark"], suffix) for _, suffix in FIGURES}
+    made = {
+        "2d": latent_scatter(model, test, path["2d"]),
+        "interpolation": interpolations(model, test, path["interpolation"], pairs, steps, seed),
+        "attribute-edit": attribute_edits(model, train, test, path["attribute-edit"], pairs, steps, seed),
+        "pca": pca_paths(model, train, test, path["pca"], steps, seed),
+    }
+    return [(title, drawn) for title, suffix in FIGURES if (drawn := made[suffix]) is not None]

@@ -173,13 +173,18 @@ def _latent_section(out_dir: Path, options: dict[str, Any] | None, done: list[di
     from harness import latent_figures
     from harness.plugins import load_registry
 
+    note = ""
     try:
         drawn = latent_figures.draw(out_dir, matches[0], options, load_registry())
     except Exception as exc:  # noqa: BLE001 - a missing checkpoint must not stop the leaderboard
-        return f"## Latent space\n\nCould not draw the latent figures: {type(exc).__name__}: {exc}\n"
+        # Checkpoints are not committed: a clone re-renders from results alone, so keep the figures drawn before.
+        drawn = latent_figures.drawn_before(out_dir, matches[0]["benchmark"])
+        if not isinstance(exc, FileNotFoundError) or not drawn:
+            return f"## Latent space\n\nCould not draw the latent figures: {type(exc).__name__}: {exc}\n"
+        note = "Drawn when the cell was trained; its checkpoint is not here to draw them again.\n\n"
     title = _label(matches[0]["cell"])
     body = "\n\n".join(f"**{name}**\n\n![{name}]({p.name})" for name, p in drawn)
-    return f"## Latent space ({title})\n\n{body}\n"
+    return f"## Latent space ({title})\n\n{note}{body}\n"
 
 
 def _samples_section(out_dir: Path, done: list[dict[str, Any]]) -> str:

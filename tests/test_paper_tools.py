@@ -137,6 +137,16 @@ def test_a_run_with_variants_writes_claims_the_beta_figure_and_latent_figures(tm
     assert size("v-latent-interpolation.png") == ((steps + 2) * cell + 2, 2 * pairs * cell + 2)
     assert size("v-latent-attribute-edit.png") == ((steps + 1) * cell + 2, 2 * pairs * cell + 2)
 
+    # A clone has the results and figures but no checkpoints (they are not committed): re-rendering keeps the
+    # figures drawn before and says why they were not redrawn.
+    for checkpoint in out.glob("cells/*/checkpoint.pt"):
+        checkpoint.unlink()
+    assert main(["leaderboard", str(out)]) == 0
+    again = (out / "leaderboard.md").read_text()
+    assert "its checkpoint is not here to draw them again" in again
+    for name in ("v-latent-2d.png", "v-latent-interpolation.png", "v-latent-attribute-edit.png", "v-latent-pca.png"):
+        assert f"]({name})" in again, name
+
 
 def test_max_train_keeps_the_first_training_images_and_the_whole_test_split(registry):
     fashion = registry.get("dataset", "fashion-mnist")
