@@ -122,15 +122,17 @@ def check_images(data_shape: tuple[int, ...]) -> None:
 
 
 def perceptual_weights(options: Mapping[str, Any]) -> Path:
-    """The VGG19 weights file a ``model.perceptual`` config names (raises PluginUnavailable when it is missing)."""
+    """The VGG19 weights file a cell's ``model.perceptual`` options name (raises PluginUnavailable when missing);
+    ``weights_path`` is absent when unset (cell configs leave out None)."""
     return pretrained_weights(
-        "VGG19", VGG19_URL, "model.perceptual", options.get("weights_path"), bool(options.get("download", False)),
+        "VGG19", VGG19_URL, "model.perceptual", options.get("weights_path"), bool(options["download"]),
         alternative=", or remove model.perceptual",
     )  # fmt: skip
 
 
 def build_perceptual(options: Mapping[str, Any], data_shape: tuple[int, ...]) -> PerceptualLoss:
-    """The perceptual term of a cell's ``model.perceptual`` options, with its trunk loaded from the weights file."""
+    """The perceptual term of a cell's ``model.perceptual`` options (as ``PerceptualConfig`` resolved them, defaults
+    filled in), with its trunk loaded from the weights file."""
     check_images(data_shape)
     state = torch.load(perceptual_weights(options), map_location="cpu", weights_only=True)
-    return PerceptualLoss(options.get("layers") or PAPER_LAYERS, float(options.get("weight", 1.0)), state)
+    return PerceptualLoss(options["layers"], float(options["weight"]), state)

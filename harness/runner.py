@@ -72,8 +72,9 @@ def check_available(
         _check(registry.get("dataset", ds)(**json.loads(options)), f"{at}.datasets.{ds}")
     for ev, options in cells[0].evaluators.items():
         _check(registry.get("evaluator", ev)(**options), f"{evaluators_at or f'{at}.evaluators'}.{ev}")
+    variants = models or {}
     for cell in {c.variant: c for c in cells if c.model.get("perceptual")}.values():
-        own = cell.variant in (models or {}) and "perceptual" in (models or {})[cell.variant].model.model_fields_set
+        own = cell.variant in variants and "perceptual" in variants[cell.variant].model.model_fields_set
         model_at = f"models.{cell.variant}.model" if own else "model"
         try:
             perceptual_weights(cell.model["perceptual"])

@@ -127,11 +127,11 @@ def training_step(model: Model, x: Tensor, beta: float, cond: Tensor | None = No
     posterior = GaussianPosterior(mean, logvar)
     z = posterior.rsample()
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=model.autocast):
-        raw = model.decoder(z)
-    rec_rows = model.likelihood.nll(x, raw.float())
+        raw = model.decoder(z).float()
+    rec_rows = model.likelihood.nll(x, raw)
     if model.perceptual is not None:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=model.autocast):
-            rec_rows = rec_rows + model.perceptual(x, model.likelihood.mean(raw.float()))
+            rec_rows = rec_rows + model.perceptual(x, model.likelihood.mean(raw))
     rec = rec_rows.mean()
     # β = 0 (or a regularizer that ignores β) contributes nothing: skip computing it.
     reg = model.regularizer.penalty(z, posterior, model.prior, cond).mean() if beta else rec.new_zeros(())
