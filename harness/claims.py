@@ -1,8 +1,11 @@
 """Check a benchmark's claims (``claims:`` in benchmarks.yaml) against the measured numbers.
 
-Each claim compares two groups of per-seed values with a one-sided Welch t-test in the metric's better
-direction. The verdict says what the data supports, never more: with few seeds a real effect can read
-"not significant", and that is what is reported.
+Each claim compares two groups of per-seed values with a one-sided test in the metric's better direction. Where
+both sides hold one value per seed for the same seeds, the cells are paired by seed (each seed has its own data
+order, initialisation and FID classifier), so the test is a paired t-test, with Wilcoxon's signed-rank test beside
+it when there are at least ``WILCOXON_MIN`` pairs; otherwise it is Welch's unpaired t-test. The verdict says what
+the data supports, never more: with few seeds a real effect can read "not significant", and that is what is
+reported, with the test that ran.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import pandas as pd
 from scipy import stats
 
 ALPHA = 0.05
+#: Below 5 pairs the one-sided signed-rank test cannot reach p < 0.05 (its smallest p is 2^-n), so it is not shown.
+WILCOXON_MIN = 5
 
 
 def _select(frame: pd.DataFrame, side: Mapping[str, Any], metric: str) -> pd.DataFrame:
@@ -41,20 +46,61 @@ def _summary(values: pd.Series) -> str:
     return f"{values.mean():.4g} (n={len(values)})"
 
 
-def compare(better: pd.Series, worse: pd.Series, direction: str) -> tuple[str, float | None]:
-    """Verdict that ``better`` beats ``worse`` (lower is better when ``direction`` is "min"), and the p-value."""
+def paired_by_seed(a_rows: pd.DataFrame, b_rows: pd.DataFrame) -> tuple[pd.Series, pd.Series] | None:
+    """Both sides' values indexed and aligned by seed, when each side holds exactly one value per seed and the
+    same seeds; None when the sides cannot be paired (a seed missing on one side, or a side pooling several
+    configurations)."""
+    if "seed" not in a_rows or "seed" not in b_rows or a_rows.empty:
+        return None
+    a, b = a_rows.set_index("seed")["value"], b_rows.set_index("seed")["value"]
+    if a.index.has_duplicates or b.index.has_duplicates or set(a.index) != set(b.index):
+        return None
+    return a.sort_index(), b.sort_index()
+
+
+def compare(better: pd.Series, worse: pd.Series, direction: str, paired: bool = False) -> tuple[str, float | None]:
+    """Verdict that ``better`` beats ``worse`` (lower is better when ``direction`` is "min"), and the p-value.
+
+    ``paired``: the two series are aligned pairs (``paired_by_seed``) and a paired t-test runs; else Welch's.
+    """
     if better.empty or worse.empty:
         return "not measured", None
     agrees = better.mean() < worse.mean() if direction == "min" else better.mean() > worse.mean()
-    if len(better) < 2 or len(worse) < 2 or (better.std() == 0 and worse.std() == 0):
+    spread = (better.values - worse.values).std() if paired else max(better.std(), worse.std())
+    if len(better) < 2 or len(worse) < 2 or spread == 0:
         return ("direction agrees (too few seeds to test)" if agrees else "not supported"), None
     alternative = "less" if direction == "min" else "greater"
-    p = float(stats.ttest_ind(better, worse, equal_var=False, alternative=alternative).pvalue)
+    if paired:
+        p = float(stats.ttest_rel(better.values, worse.values, alternative=alternative).pvalue)
+    else:
+        p = float(stats.ttest_ind(better, worse, equal_var=False, alternative=alternative).pvalue)
     if math.isnan(p):
         return ("direction agrees (untestable spread)" if agrees else "not supported"), None
     if p < ALPHA:
         return "supported", p
     return ("direction agrees, not significant" if agrees else "not supported"), p
+
+
+def _wilcoxon(better: pd.Series, worse: pd.Series, direction: str) -> float | None:
+    """One-sided signed-rank p-value of paired series, or None below WILCOXON_MIN pairs or with no differences."""
+    if len(better) < WILCOXON_MIN or bool((better.values == worse.values).all()):
+        return None
+    alternative = "less" if direction == "min" else "greater"
+    return float(stats.wilcoxon(better.values, worse.values, alternative=alternative).pvalue)
+
+
+def _tested(a_rows: pd.DataFrame, b_rows: pd.DataFrame, direction: str) -> tuple[str, str]:
+    """(verdict, the test's description) comparing side ``a`` (claimed better) with side ``b``."""
+    pairs = paired_by_seed(a_rows, b_rows)
+    if pairs is None:
+        verdict, p = compare(a_rows["value"], b_rows["value"], direction)
+        return verdict, "" if p is None else f"one-sided Welch p = {p:.3g}"
+    verdict, p = compare(*pairs, direction, paired=True)
+    if p is None:
+        return verdict, ""
+    test = f"one-sided paired t-test over {len(pairs[0])} seeds p = {p:.3g}"
+    w = _wilcoxon(*pairs, direction)
+    return verdict, test if w is None else f"{test}; Wilcoxon signed-rank p = {w:.3g}"
 
 
 def check(claim: Mapping[str, Any], frame: pd.DataFrame, directions: Mapping[str, str]) -> list[str]:
@@ -65,9 +111,9 @@ def check(claim: Mapping[str, Any], frame: pd.DataFrame, directions: Mapping[str
     if claim["kind"] == "better":
         b = claim["b"]
         metric_b = b.get("metric") or claim["metric"]
-        va = _select(frame, a, metric_a)["value"]
-        vb = _select(frame, b, metric_b)["value"]
-        verdict, p = compare(va, vb, direction)
+        rows_a, rows_b = _select(frame, a, metric_a), _select(frame, b, metric_b)
+        va, vb = rows_a["value"], rows_b["value"]
+        verdict, test = _tested(rows_a, rows_b, direction)
         measured = f"{_describe(a, metric_a)}: {_summary(va) if len(va) else '–'}; " \
                    f"{_describe(b, metric_b)}: {_summary(vb) if len(vb) else '–'}"
     else:
@@ -76,13 +122,12 @@ def check(claim: Mapping[str, Any], frame: pd.DataFrame, directions: Mapping[str
         betas = sorted(rows["beta"].unique())
         if len(betas) < 2:
             return [claim["text"], "fewer than two β values measured", "not measured"]
-        lowest, highest = rows[rows["beta"] == betas[0]]["value"], rows[rows["beta"] == betas[-1]]["value"]
-        verdict, p = compare(lowest, highest, direction)
+        verdict, test = _tested(rows[rows["beta"] == betas[0]], rows[rows["beta"] == betas[-1]], direction)
         rho = stats.spearmanr(rows["beta"], rows["value"]).statistic
         means = ", ".join(f"β={b:g}: {rows[rows['beta'] == b]['value'].mean():.4g}" for b in betas)
         measured = f"{_describe(a, metric_a)} by β: {means}; Spearman ρ(β, {metric_a}) = {rho:.2f}"
-    if p is not None:
-        verdict = f"{verdict} (one-sided Welch p = {p:.3g})"
+    if test:
+        verdict = f"{verdict} ({test})"
     return [claim["text"], measured, verdict]
 
 
@@ -93,7 +138,10 @@ def claims_section(claims: list[Mapping[str, Any]], frame: pd.DataFrame, directi
 
     rows = [check(claim, frame, directions) for claim in claims]
     intro = (
-        "Each claim of the paper, checked against this run's numbers: a one-sided Welch t-test over seeds "
-        f"(α = {ALPHA}) in the metric's better direction. The verdict reports the data, whatever the paper says.\n\n"
+        "Each claim of the paper, checked against this run's numbers by a one-sided test over seeds "
+        f"(α = {ALPHA}) in the metric's better direction: a paired t-test where both sides share their seeds "
+        f"(cells of one seed share data order and FID classifier), with Wilcoxon's signed-rank test beside it from "
+        f"{WILCOXON_MIN} pairs, and Welch's t-test where they do not. Each verdict names the test that ran. "
+        "The verdict reports the data, whatever the paper says.\n\n"
     )
     return "## Claims\n\n" + intro + tabulate(rows, headers=["claim", "measured", "verdict"], tablefmt="github") + "\n"

@@ -77,7 +77,46 @@ def test_falls_as_beta_falls_compares_smallest_and_largest_beta_and_reports_spea
     claim = {"text": "FID falls", "kind": "falls_as_beta_falls", "metric": "fid", "a": {"model": "m"}}
     text, measured, verdict = check(claim, pd.DataFrame(rows), {"fid": "min"})
     assert "β=0: 11, β=0.5: 21, β=1: 30" in measured and "Spearman ρ(β, fid) = 0.95" in measured
-    assert verdict.startswith("supported (one-sided Welch p = ")
+    # Every β holds the same three seeds: the lowest and highest β are paired by seed.
+    assert verdict.startswith("supported (one-sided paired t-test over 3 seeds p = ")
+
+
+def _better_rows(a_values, b_values, b_seeds=None):
+    rows = [{"model": "a", "prior": "p", "regularizer": "kl", "beta": 0.0, "seed": s, "metric": "fid", "value": v}
+            for s, v in enumerate(a_values)]
+    seeds = range(len(b_values)) if b_seeds is None else b_seeds
+    rows += [{"model": "b", "prior": "p", "regularizer": "kl", "beta": 1.0, "seed": s, "metric": "fid", "value": v}
+             for s, v in zip(seeds, b_values)]
+    return pd.DataFrame(rows)
+
+
+BETTER = {"text": "a beats b", "kind": "better", "metric": "fid", "a": {"model": "a"}, "b": {"model": "b"}}
+
+
+def test_sides_sharing_seeds_get_a_paired_t_test_that_sees_what_welch_misses():
+    # A large seed effect shared by both sides and a small, consistent gain of a: unpaired, the seed spread hides
+    # the gain; paired by seed, it is plain.
+    a, b = [10.0, 20.0, 30.0, 40.0], [10.5, 20.6, 30.4, 40.5]
+    frame = _better_rows(a, b)
+    _, _, verdict = check(BETTER, frame, {"fid": "min"})
+    expected = stats.ttest_rel(a, b, alternative="less").pvalue
+    assert verdict == f"supported (one-sided paired t-test over 4 seeds p = {expected:.3g})"
+    welch = stats.ttest_ind(a, b, equal_var=False, alternative="less").pvalue
+    assert welch > 0.4 and expected < 0.01
+
+
+def test_wilcoxon_is_reported_beside_the_paired_test_from_five_pairs():
+    a, b = [1.0, 2.0, 3.0, 4.0, 5.0], [1.4, 2.3, 3.5, 4.2, 5.6]
+    _, _, verdict = check(BETTER, _better_rows(a, b), {"fid": "min"})
+    w = stats.wilcoxon(a, b, alternative="less").pvalue
+    assert verdict.endswith(f"; Wilcoxon signed-rank p = {w:.3g})") and "paired t-test over 5 seeds" in verdict
+
+
+def test_sides_with_different_seeds_fall_back_to_welch():
+    a, b = [1.0, 1.1, 0.9], [2.0, 2.2, 1.9]
+    _, _, verdict = check(BETTER, _better_rows(a, b, b_seeds=[3, 4, 5]), {"fid": "min"})
+    expected = stats.ttest_ind(a, b, equal_var=False, alternative="less").pvalue
+    assert verdict == f"supported (one-sided Welch p = {expected:.3g})"
 
 
 def test_slerp_keeps_endpoints_and_moves_at_constant_angular_speed_on_the_circle():

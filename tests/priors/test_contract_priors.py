@@ -13,6 +13,7 @@ from harness_plugins.priors.gan import GANPrior
 from harness_plugins.priors.gaussian import GaussianPrior
 from harness_plugins.priors.gmm import GMMPrior
 from harness_plugins.priors.realnvp import RealNVPPrior
+from harness_plugins.priors.realnvp_ex_post import RealNVPExPostPrior
 
 
 def _perturbed(prior: Prior, scale: float = 0.2) -> Prior:
@@ -62,3 +63,9 @@ class TestGAN(PriorContract):
     @pytest.fixture
     def prior(self) -> Prior:
         return GANPrior(latent_dim=2, hidden=16, layers=1)
+
+
+class TestRealNVPExPost(PriorContract):
+    @pytest.fixture
+    def prior(self) -> Prior:
+        return RealNVPExPostPrior(latent_dim=3, depth=3, hidden=16, layers=1, steps=200)
