@@ -1,14 +1,25 @@
-"""Linear separability (Karras et al. 2019): how well a hyperplane in latent space splits each attribute.
+"""Linear separability (Karras et al. 2019): how well hyperplanes in latent space split the labels of samples.
 
-Follows StyleGAN's ``metrics/linear_separability.py``: label prior samples with an attribute classifier, keep the
-most confident half per attribute, fit a linear SVM on the latents, and report 2 ** Σ_attributes H(label | SVM
-prediction) in bits. 1 means every attribute is linearly separable; each attribute a hyperplane cannot predict
-at all adds up to a factor of 2. Measured in Z_T and, for invertible priors, in Z_0 (paper §5.1).
+Attribute datasets (CelebA) follow StyleGAN's ``metrics/linear_separability.py``: label prior samples with an
+attribute classifier, keep the most confident half per attribute, fit a linear SVM on the latents, and report
+2 ** Σ_attributes H(label | SVM prediction) in bits. 1 means every attribute is linearly separable; each attribute
+a hyperplane cannot predict at all adds up to a factor of 2.
+
+Class datasets (MNIST) have one categorical label, not K binary ones: counted one class against the rest, the most
+confident half would be nearly all confident negatives and the score ≈ 1 by construction. Their label is the
+classifier's argmax, its confidence the softmax maximum; a multi-class linear SVM is fitted on the most confident
+half and the score is 2 ** H(label | SVM prediction) · K / K_kept (``categorical_separability``): 1 when the kept classes
+are linearly separable and all K classes are kept, K when the prediction says nothing about the label.
+Measured in Z_T and, for invertible priors, in Z_0 (paper §5.1).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -35,8 +46,8 @@ def attribute_entropies(latents: np.ndarray | Tensor, probabilities: np.ndarray 
     """H(label | linear SVM prediction) in bits for each attribute, [K].
 
     ``probabilities`` [N, K] is each sample's probability of having attribute k. StyleGAN's classifiers give a
-    softmax over (attribute, not attribute); a class softmax column is used the same way, one class against the
-    rest. The label is the likelier side, the confidence its probability; the SVM sees the most confident half.
+    softmax over (attribute, not attribute); with ``labels: one-vs-rest`` a class softmax column is used the same
+    way, one class against the rest. The label is the likelier side, the confidence its probability; the SVM sees the most confident half.
     """
     z = _numpy(latents)
     probs = _numpy(probabilities)
@@ -60,6 +71,52 @@ def separability_score(latents: np.ndarray | Tensor, probabilities: np.ndarray |
     return float(2.0 ** attribute_entropies(latents, probabilities).sum())
 
 
+@dataclass(frozen=True)
+class CategoricalSeparability:
+    """What ``categorical_separability`` measured: the score, and how many samples and labels it was measured on."""
+
+    score: float
+    kept: int
+    distinct_labels: int
+
+
+def categorical_separability(
+    latents: np.ndarray | Tensor, probabilities: np.ndarray | Tensor
+) -> CategoricalSeparability:
+    """Separability of one categorical label: ``probabilities`` [N, K] is a softmax over the K classes.
+
+    The label is the argmax, the confidence its probability; the most confident half is kept, a multi-class
+    (one-vs-rest, primal) linear SVM is fitted on its latents, and H(label | prediction) in bits comes from the
+    K×K table of predictions (rows) against labels (columns). The score is 2 ** H · K / K_kept, K_kept the number of
+    distinct labels in the kept half.
+
+    Why the factor K / K_kept: 2 ** H(Y | X) <= 2 ** H(Y) <= K_kept, so a sampler that emits fewer classes has fewer
+    to separate and would score better for it; a mode-collapsed sampler (K_kept = 1) has H(Y | X) = 0 and would be
+    "perfect". A class missing from the kept half is instead counted as one no hyperplane can find: each such class
+    multiplies the score as a fully confused one would. A one-class sampler therefore gets K, the score of labels
+    independent of z (the metric's worst), and never ranks above a sampler covering all classes. The factor is 1
+    when every class is kept, so such samplers get StyleGAN's 2 ** H(Y | X) unchanged. NaN ("not measured") was
+    rejected: the leaderboard pools seeds with a NaN-skipping mean and cannot rank a NaN, so a collapsed cell
+    would either vanish or float to the top.
+    """
+    z = _numpy(latents)
+    probs = _numpy(probabilities)
+    num_classes = probs.shape[1]
+    kept = np.argsort(-probs.max(axis=1), kind="stable")[: len(z) // 2]
+    labels = probs[kept].argmax(axis=1)
+    present = np.unique(labels)
+    if len(present) < 2:
+        # LinearSVC refuses a single class; the prediction is that class and H(Y | X) = 0.
+        entropy = 0.0
+    else:
+        predicted = _linear_svm(z[kept], labels).predict(z[kept])
+        table = np.zeros((num_classes, num_classes), dtype=np.int64)
+        np.add.at(table, (predicted, labels), 1)
+        entropy = conditional_entropy(table)
+    score = 2.0**entropy * num_classes / len(present)
+    return CategoricalSeparability(float(score), len(kept), len(present))
+
+
 def _linear_svm(z: np.ndarray, labels: np.ndarray) -> LinearSVC:
     """StyleGAN's ``LinearSVC()`` (C=1, squared hinge, L2, tol 1e-4, at most 1000 iterations), solved in the primal.
 
@@ -74,24 +131,37 @@ def _numpy(x: np.ndarray | Tensor) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
 
 
+def write_details(model: TrainedModel, evaluator: str, details: Mapping[str, Any]) -> None:
+    """``<evaluator>-details.json`` in the cell's folder, as ``fidelity.py`` writes its provenance."""
+    path = Path(model.workdir) / f"{evaluator}-details.json"
+    path.write_text(json.dumps(details, indent=2) + "\n", encoding="utf-8")
+
+
 class SeparabilityEvaluator(Evaluator):
     """``zT``: linear separability of ``samples`` prior draws in Z_T, labelled by the harness classifier from their
     decoded images; ``z0``: the same draws and labels mapped to Z_0 by ``prior.to_base`` (invertible priors only).
 
-    Class datasets count each class as an attribute (one against the rest); attribute datasets (CelebA) use their
-    attributes. StyleGAN draws 200,000 samples and keeps 100,000 per attribute.
+    ``labels``: ``auto`` treats a class dataset's label as one categorical attribute (``categorical_separability``)
+    and an attribute dataset's (CelebA) attributes one by one, as StyleGAN does; ``one-vs-rest`` counts each class
+    of a class dataset as a binary attribute, the behaviour before ``labels`` existed (its scores are ≈ 1 by
+    construction; kept to reproduce old numbers). StyleGAN draws 200,000 samples and keeps 100,000 per attribute.
+    ``separability-details.json`` records the labelling, the samples drawn, and per space how many were kept and
+    how many distinct labels they held.
     """
 
     name = "separability"
     metrics = {"zT": "min", "z0": "min"}
 
-    def __init__(self, samples: int = 200_000, batch_size: int = 1000) -> None:
+    def __init__(
+        self, samples: int = 200_000, batch_size: int = 1000, labels: Literal["auto", "one-vs-rest"] = "auto"
+    ) -> None:
         if samples < 4:
             raise ValueError(f"samples must be at least 4 (half are kept, and an SVM needs two), got {samples}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.samples = samples
         self.batch_size = batch_size
+        self.labels = labels
 
     def evaluate(self, model: TrainedModel, data: EvalData) -> Mapping[str, float]:
         # Imported here: only this metric needs the classifier, which trains (once per dataset and seed) on demand.
@@ -108,11 +178,38 @@ class SeparabilityEvaluator(Evaluator):
             z_t.append(z.cpu())
             if prior.invertible:
                 z_0.append(prior.to_base(z).cpu())
-        labels = torch.cat(probabilities)
-        result = {"zT": separability_score(torch.cat(z_t), labels)}
-        if z_0:
-            result["z0"] = separability_score(torch.cat(z_0), labels)
+        probs = torch.cat(probabilities)
+        spaces = {"zT": torch.cat(z_t), **({"z0": torch.cat(z_0)} if z_0 else {})}
+        categorical = classifier.label_kind == "class" and self.labels == "auto"
+        result: dict[str, float] = {}
+        details: dict[str, Any] = {
+            "labels": "categorical" if categorical else "per-attribute",
+            "samples": self.samples,
+            "kept": {},
+            "distinct_labels": {},
+        }
+        for space, latents in spaces.items():
+            if categorical:
+                measured = categorical_separability(latents, probs)
+                result[space] = measured.score
+                details["kept"][space] = measured.kept
+                details["distinct_labels"][space] = measured.distinct_labels
+            else:
+                result[space] = separability_score(latents, probs)
+                details["kept"][space] = len(probs) // 2
+                # Per attribute: how many of its two labels (present, absent) the kept half held.
+                details["distinct_labels"][space] = _kept_labels_per_attribute(probs)
+        write_details(model, self.name, details)
         return result
+
+
+def _kept_labels_per_attribute(probabilities: Tensor) -> list[int]:
+    p = probabilities.numpy()
+    counts = []
+    for column in p.T:
+        kept = np.argsort(-np.maximum(column, 1.0 - column), kind="stable")[: len(p) // 2]
+        counts.append(len(np.unique(column[kept] >= 0.5)))
+    return counts
 
 
 @hookimpl

@@ -14,6 +14,7 @@ import torchvision
 
 from harness import EvalData, Evaluator
 from harness.testing import EvaluatorContract, make_eval_data
+from harness_plugins.evaluators.coverage import CoverageEvaluator
 from harness_plugins.evaluators.feature_diversity import FeatureDiversityEvaluator
 from harness_plugins.evaluators.fidelity import FIDEvaluator, InceptionScoreEvaluator
 from harness_plugins.evaluators.lpips_diversity import LPIPSDiversityEvaluator, backbone_path
@@ -78,6 +79,12 @@ class TestSeparability(EvaluatorContract):
     @pytest.fixture
     def evaluator(self) -> Evaluator:
         return SeparabilityEvaluator(samples=200, batch_size=100)
+
+
+class TestCoverage(EvaluatorContract):
+    @pytest.fixture
+    def evaluator(self) -> Evaluator:
+        return CoverageEvaluator(samples=200, batch_size=100)
 
 
 class TestFeatureDiversity(EvaluatorContract):

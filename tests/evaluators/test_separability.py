@@ -1,9 +1,12 @@
-"""Linear separability: the entropy, the score on known-separable and XOR labels, the confident-half pruning,
-Z_0 through ``to_base``, and a whole run with the harness classifier."""
+"""Linear separability: the entropy; per attribute, the score on known-separable and XOR labels and the
+confident-half pruning; for classes, one categorical label (separable blobs ≈ 1, labels independent of z ≈ K, a
+one-class sampler no better than either); Z_0 through ``to_base``, the details file, and a whole run with the
+harness classifier."""
 
 from __future__ import annotations
 
 import functools
+import json
 import math
 
 import numpy as np
@@ -13,11 +16,14 @@ from torch import Tensor, nn
 
 from harness import Prior, TrainedModel
 from harness.cli import main
+from harness.config import ConfigError
+from harness.options import validate_options
 from harness.store import Store
 from harness_plugins.evaluators import classifier as classifier_module
 from harness_plugins.evaluators.separability import (
     SeparabilityEvaluator,
     attribute_entropies,
+    categorical_separability,
     conditional_entropy,
     separability_score,
 )
@@ -72,6 +78,69 @@ def test_an_attribute_with_one_kept_label_adds_no_entropy():
     assert entropies[0] == 0.0 and entropies[1] > 0.5
 
 
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _class_probabilities(labels: np.ndarray, num_classes: int, seed: int = 0) -> np.ndarray:
+    """A softmax whose argmax is ``labels``, with a confidence that varies from sample to sample."""
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((len(labels), num_classes))
+    logits[np.arange(len(labels)), labels] += 2.0 + 3.0 * rng.random(len(labels))
+    return _softmax(logits)
+
+
+def _blobs(n: int = 800, num_classes: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Each class a tight blob on a circle in 2-d: every class is linearly separable from the rest."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, num_classes, n)
+    angles = 2 * np.pi * labels / num_classes
+    z = 3.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1) + 0.3 * rng.standard_normal((n, 2))
+    return z, labels
+
+
+def test_classes_in_separable_regions_score_about_one():
+    z, labels = _blobs()
+    measured = categorical_separability(z, _class_probabilities(labels, 4))
+    assert measured.score < 1.05
+    assert measured.kept == 400 and measured.distinct_labels == 4
+
+
+def test_class_labels_independent_of_z_score_about_the_number_of_classes():
+    # H(Y | X) ≈ log2 4 = 2 bits; an SVM fitted to noise explains a little by chance.
+    z = _latents(n=2000)
+    labels = np.random.default_rng(1).integers(0, 4, len(z))
+    assert 3.8 < categorical_separability(z, _class_probabilities(labels, 4, seed=2)).score <= 4.0 + 1e-9
+
+
+def test_class_confidence_is_the_softmax_maximum_not_one_against_the_rest():
+    # Half the samples are confident class-0/class-1 blobs, half near-uniform softmaxes of labels 2 and 3 that sit
+    # at random: a confident-negative ranking would keep the latter; the softmax maximum keeps the former.
+    z, labels = _blobs(n=800, num_classes=2)
+    probs = np.zeros((800, 4))
+    probs[np.arange(800), labels] = 0.97
+    probs[probs == 0] = 0.01
+    unsure = np.arange(800) % 2 == 1
+    probs[unsure] = [0.24, 0.24, 0.26, 0.26]
+    probs[unsure & (labels == 1)] = [0.24, 0.24, 0.27, 0.25]
+    z[unsure] = np.random.default_rng(2).standard_normal((unsure.sum(), 2))
+    measured = categorical_separability(z, probs)
+    assert measured.distinct_labels == 2
+    assert measured.score == pytest.approx(2.0, abs=0.05)  # separable (2 ** 0) times 4 classes / 2 kept
+
+
+def test_a_one_class_sampler_scores_no_better_than_any_sampler_covering_all_classes():
+    z, labels = _blobs()
+    collapsed = categorical_separability(z, _class_probabilities(np.zeros_like(labels), 4))
+    separable = categorical_separability(z, _class_probabilities(labels, 4))
+    noise = categorical_separability(_latents(n=800, seed=3), _class_probabilities(labels, 4))
+    assert collapsed.distinct_labels == 1
+    # The metric's worst value: what labels independent of z get, and "min" is better.
+    assert collapsed.score == 4.0
+    assert collapsed.score >= noise.score > separable.score
+
+
 class ShearPrior(Prior):
     """zT = (a, b + a²) for z0 = (a, b) ~ N(0, I): an invertible prior that bends straight lines of Z_T in Z_0."""
 
@@ -106,33 +175,74 @@ class StandardNormal(Prior):
 class HalfPlaneClassifier(nn.Module):
     """Stands in for the harness classifier: attribute present where x2 > 1, a hyperplane in Z_T."""
 
+    label_kind = "attributes"
+
     def probabilities(self, x: Tensor) -> Tensor:
         return torch.sigmoid(4.0 * (x[:, 1] - 1.0))[:, None]
 
 
-def _evaluate(prior: Prior, monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
+class OneClassClassifier(nn.Module):
+    """Stands in for a class classifier on a mode-collapsed sampler: every sample is confidently class 0 of 4."""
+
+    label_kind = "class"
+
+    def probabilities(self, x: Tensor) -> Tensor:
+        logits = torch.zeros(len(x), 4)
+        logits[:, 0] = 3.0 + x[:, 0].tanh()
+        return logits.softmax(dim=1)
+
+
+def _evaluate(
+    prior: Prior, monkeypatch: pytest.MonkeyPatch, workdir, classifier: nn.Module | None = None, **options
+) -> dict[str, float]:
     # The decoder is the identity on 2-d vectors, so the stand-in classifier reads the latent itself.
-    monkeypatch.setattr(classifier_module, "load_or_train_classifier", lambda data, seed, device: HalfPlaneClassifier())
-    model = TrainedModel(nn.Identity(), nn.Identity(), prior, nn.Identity(), 2, (2,), torch.device("cpu"), 0, None)
+    stand_in = classifier if classifier is not None else HalfPlaneClassifier()
+    monkeypatch.setattr(classifier_module, "load_or_train_classifier", lambda data, seed, device: stand_in)
+    model = TrainedModel(nn.Identity(), nn.Identity(), prior, nn.Identity(), 2, (2,), torch.device("cpu"), 0, workdir)
     torch.manual_seed(0)
+    evaluator = SeparabilityEvaluator(samples=2000, batch_size=300, **options)
     with torch.inference_mode():
-        return dict(SeparabilityEvaluator(samples=2000, batch_size=300).evaluate(model, None))  # type: ignore[arg-type]
+        return dict(evaluator.evaluate(model, None))  # type: ignore[arg-type]
 
 
-def test_gaussian_prior_reports_equal_z0_and_zt(monkeypatch):
-    result = _evaluate(GaussianPrior(latent_dim=2), monkeypatch)
+def test_gaussian_prior_reports_equal_z0_and_zt(monkeypatch, tmp_path):
+    result = _evaluate(GaussianPrior(latent_dim=2), monkeypatch, tmp_path)
     assert result.keys() == {"zT", "z0"}
     assert result["zT"] == result["z0"] < 1.05
 
 
-def test_z0_is_measured_after_to_base(monkeypatch):
+def test_z0_is_measured_after_to_base(monkeypatch, tmp_path):
     # zT2 > 1 is a hyperplane in Z_T but the parabola b > 1 - a² in Z_0.
-    result = _evaluate(ShearPrior(latent_dim=2), monkeypatch)
+    result = _evaluate(ShearPrior(latent_dim=2), monkeypatch, tmp_path)
     assert result["zT"] < 1.05 < result["z0"]
 
 
-def test_a_prior_without_to_base_reports_only_zt(monkeypatch):
-    assert _evaluate(StandardNormal(latent_dim=2), monkeypatch).keys() == {"zT"}
+def test_a_prior_without_to_base_reports_only_zt(monkeypatch, tmp_path):
+    assert _evaluate(StandardNormal(latent_dim=2), monkeypatch, tmp_path).keys() == {"zT"}
+
+
+def test_a_collapsed_class_sampler_scores_the_worst_and_the_details_say_why(monkeypatch, tmp_path):
+    result = _evaluate(GaussianPrior(latent_dim=2), monkeypatch, tmp_path, OneClassClassifier())
+    assert result == {"zT": 4.0, "z0": 4.0}
+    details = json.loads((tmp_path / "separability-details.json").read_text())
+    assert details["labels"] == "categorical"
+    assert details["kept"] == {"zT": 1000, "z0": 1000}
+    assert details["distinct_labels"] == {"zT": 1, "z0": 1}
+
+
+def test_one_vs_rest_keeps_the_old_score_reachable(monkeypatch, tmp_path):
+    # The old procedure: each class a binary attribute with one kept label, so nothing adds entropy: "perfect".
+    result = _evaluate(StandardNormal(latent_dim=2), monkeypatch, tmp_path, OneClassClassifier(), labels="one-vs-rest")
+    assert result == {"zT": 1.0}
+    details = json.loads((tmp_path / "separability-details.json").read_text())
+    assert details["labels"] == "per-attribute" and details["distinct_labels"] == {"zT": [1, 1, 1, 1]}
+
+
+def test_labels_is_a_resolved_option_so_categorical_cells_get_new_ids():
+    # Cells hash their resolved evaluator options: a new option with a default changes every separability cell id.
+    assert validate_options(SeparabilityEvaluator, {}, "e")["labels"] == "auto"
+    with pytest.raises(ConfigError, match="'auto' or 'one-vs-rest'"):
+        validate_options(SeparabilityEvaluator, {"labels": "per-class"}, "e")
 
 
 def test_a_digits_run_reports_both_spaces_with_the_harness_classifier(tmp_path, monkeypatch):
@@ -151,5 +261,8 @@ def test_a_digits_run_reports_both_spaces_with_the_harness_classifier(tmp_path, 
     assert result["status"] == "done", result.get("reason")
     metrics = result["metrics"]
     assert metrics["separability.zT"] == metrics["separability.z0"]
-    # Ten one-against-the-rest attributes: between perfectly separable (1) and no better than chance (2 ** 10).
-    assert 1.0 <= metrics["separability.zT"] < 2.0**10
+    # One categorical label of ten classes: between perfectly separable (1) and no better than chance (10).
+    assert 1.0 <= metrics["separability.zT"] <= 10.0
+    (cell,) = (tmp_path / "out" / "cells").iterdir()
+    details = json.loads((cell / "separability-details.json").read_text())
+    assert details["labels"] == "categorical" and details["kept"]["zT"] == 500
