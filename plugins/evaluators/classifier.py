@@ -1,9 +1,17 @@
 """The harness's own image classifier, shared by the evaluators that need a feature space or labels offline.
 
 FID/KID with ``extractor: classifier`` and feature diversity measure in its penultimate features; linear
-separability labels samples with its outputs. It is trained once per dataset, dataset options, seed and epoch
-count on the training split's labels and cached under ``EvalData.cache_dir``, so every cell of a benchmark (and
-every rerun) measures with the same network.
+separability labels samples with its outputs.
+
+Two sources, in this order:
+
+- frozen: ``extractors/<dataset>.pt``, shipped with the harness for the datasets it can load offline (``digits``,
+  ``fashion-mnist``), trained once on the whole training split by ``bench/train_frozen_extractors.py`` and
+  checked against the sha256 in ``extractors/<dataset>.json`` on every load. Every machine, thread count and seed
+  measures with the same bytes; a retrained classifier moves FID by more than many differences between priors.
+- retrained: for any other dataset (or with ``frozen=False``), trained once per dataset, dataset options, seed and
+  epoch count on the training split's labels and cached under ``EvalData.cache_dir``, so every cell of a benchmark
+  (and every rerun on the same machine) measures with the same network.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +38,8 @@ _BATCH_SIZE = 128
 _LR = 1e-3
 #: Batch size for inference only (test accuracy): no gradients, so larger batches fit.
 _EVAL_BATCH_SIZE = 1000
+#: The shipped classifiers: ``<dataset>.pt`` (weights) beside ``<dataset>.json`` (manifest with its sha256).
+EXTRACTORS_DIR = Path(__file__).parent / "extractors"
 
 
 class Classifier(nn.Module):
@@ -88,27 +99,142 @@ def classifier_path(data: EvalData, seed: int, epochs: int = DEFAULT_EPOCHS) -> 
 def load_classifier(path: Path, device: torch.device) -> Classifier:
     """A cached classifier, frozen and in eval mode (a measuring instrument), its recorded test accuracy included."""
     saved = torch.load(path, map_location=device, weights_only=True)
-    model = Classifier(saved["in_channels"], saved["num_outputs"], saved["label_kind"], saved["test_accuracy"])
+    # Layer initialisation draws from the global RNG, then the weights overwrite it: keep the caller's stream intact.
+    with torch.random.fork_rng(devices=[]):
+        model = Classifier(saved["in_channels"], saved["num_outputs"], saved["label_kind"], saved["test_accuracy"])
     model.load_state_dict(saved["state_dict"])
     return model.to(device).eval().requires_grad_(False)
 
 
-def load_or_train_classifier(
-    data: EvalData, seed: int, device: torch.device, epochs: int = DEFAULT_EPOCHS
-) -> Classifier:
-    """The classifier for ``data`` and ``seed``: loaded from the cache, else trained on the training labels and cached.
+@dataclass(frozen=True)
+class ClassifierFile:
+    """A classifier, the file it was loaded from, that file's sha256, and whether it is a shipped (frozen) one."""
 
-    Raises ValueError when the dataset is not images or a split has no labels.
+    model: Classifier
+    path: Path
+    sha256: str
+    frozen: bool
+
+
+class FrozenExtractorMismatch(ValueError):
+    """A shipped classifier whose bytes are not those its manifest records."""
+
+
+def sha256_of(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def frozen_paths(dataset: str, root: Path | None = None) -> tuple[Path, Path]:
+    """``(weights, manifest)`` of the shipped classifier for ``dataset`` (which may not exist)."""
+    root = EXTRACTORS_DIR if root is None else root
+    return root / f"{dataset}.pt", root / f"{dataset}.json"
+
+
+def load_frozen_classifier(dataset: str, device: torch.device, root: Path | None = None) -> ClassifierFile | None:
+    """The shipped classifier for ``dataset``, its sha256 checked against its manifest; None when none is shipped.
+
+    Raises FrozenExtractorMismatch when the file's sha256 differs from the manifest's, or the manifest is missing.
     """
+    weights, manifest = frozen_paths(dataset, root)
+    if not weights.is_file():
+        return None
+    retrain = f"python bench/train_frozen_extractors.py {dataset}"
+    if not manifest.is_file():
+        raise FrozenExtractorMismatch(
+            f"frozen classifier {weights} has no manifest {manifest.name} to check it against\n"
+            f"  restore both files from git, or retrain them with: {retrain}"
+        )
+    expected = json.loads(manifest.read_text(encoding="utf-8"))["sha256"]
+    actual = sha256_of(weights)
+    if actual != expected:
+        raise FrozenExtractorMismatch(
+            f"frozen classifier {weights}: sha256 {actual} differs from {expected} in {manifest.name}\n"
+            f"  restore it from git (git checkout -- {weights.name}), or retrain both files with: {retrain}"
+        )
+    return ClassifierFile(load_classifier(weights, device), weights, actual, frozen=True)
+
+
+def resolve_classifier(
+    data: EvalData, seed: int, device: torch.device, epochs: int = DEFAULT_EPOCHS, *, frozen: bool = True
+) -> ClassifierFile:
+    """The shipped classifier for ``data.dataset`` when ``frozen`` and one exists (whatever the dataset options and
+    seed), else the one trained for ``data`` and ``seed`` (``load_or_train_classifier(..., frozen=False)``)."""
+    if frozen:
+        shipped = load_frozen_classifier(data.dataset, device)
+        if shipped is not None:
+            return shipped
     path = classifier_path(data, seed, epochs)
-    if path.is_file():
-        return load_classifier(path, device)
-    for split_name, split in (("train", data.train), ("test", data.test)):
-        _require_labelled_images(data.dataset, split_name, split)
-    model = _train(data.train, seed, device, epochs)
-    model.test_accuracy = _accuracy(model, data.test)
-    _save(model, path)
-    return model
+    if not path.is_file():
+        for split_name, split in (("train", data.train), ("test", data.test)):
+            _require_labelled_images(data.dataset, split_name, split)
+        model = _train(data.train, seed, device, epochs)
+        model.test_accuracy = _accuracy(model, data.test)
+        _save(model, path)
+    return ClassifierFile(load_classifier(path, device), path, sha256_of(path), frozen=False)
+
+
+def load_or_train_classifier(
+    data: EvalData, seed: int, device: torch.device, epochs: int = DEFAULT_EPOCHS, *, frozen: bool = True
+) -> Classifier:
+    """The classifier for ``data`` and ``seed``: the shipped one for the dataset when ``frozen`` and one exists,
+    else loaded from the cache, else trained on the training labels and cached.
+
+    Raises ValueError when the dataset is not images or a split has no labels, FrozenExtractorMismatch when a
+    shipped file fails its sha256 check.
+    """
+    return resolve_classifier(data, seed, device, epochs, frozen=frozen).model
+
+
+def train_frozen_classifier(
+    dataset: str,
+    train: DataSplit,
+    test: DataSplit,
+    device: torch.device,
+    *,
+    seed: int,
+    epochs: int,
+    command: str,
+    root: Path | None = None,
+    dataset_options: dict | None = None,
+) -> dict:
+    """Train the shipped classifier for ``dataset`` deterministically and write ``<dataset>.pt`` and its manifest.
+
+    Deterministic algorithms and one thread: the bytes depend on the seed, the data and the torch build alone.
+    Returns the manifest.
+    """
+    for split_name, split in (("train", train), ("test", test)):
+        _require_labelled_images(dataset, split_name, split)
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    try:
+        model = _train(train, seed, device, epochs)
+        model.test_accuracy = _accuracy(model, test)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+    weights, manifest_path = frozen_paths(dataset, root)
+    _save(model, weights)
+    manifest = {
+        "dataset": dataset,
+        "dataset_options": dataset_options or {},
+        "file": weights.name,
+        "sha256": sha256_of(weights),
+        "test_accuracy": model.test_accuracy,
+        "train_size": len(train),
+        "test_size": len(test),
+        "seed": seed,
+        "epochs": epochs,
+        "torch_version": torch.__version__,
+        "command": command,
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
 
 
 def _require_labelled_images(dataset: str, split_name: str, split: DataSplit) -> None:

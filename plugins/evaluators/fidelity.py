@@ -8,12 +8,19 @@ repeated to 3 channels; the reference is the test split treated the same way. Tw
   absence stops the run before anything trains.
 - ``classifier``: the harness classifier's penultimate features (``classifier.py``), registered into
   torch-fidelity as the feature extractor ``harness-classifier`` so the FID/KID arithmetic stays torch-fidelity's.
-  Works offline on any labelled image dataset; its numbers are comparable only with the same classifier.
+  Works offline on any labelled image dataset; its numbers are comparable only with the same classifier. With
+  ``classifier: frozen`` (the default) it is the file shipped for the dataset (``extractors/<dataset>.pt``, sha256
+  checked) where there is one, else the classifier trained for the cell's seed; ``classifier: retrain`` always
+  trains per seed, as before the shipped files.
+
+With ``prc: true`` the same call also computes improved precision and recall (Kynkäänniemi et al. 2019, k-NN
+balls of radius the ``prc_neighborhood``-th neighbour distance) in the same features, so they are extracted once.
 
 Reference features and statistics are cached by torch-fidelity under ``<cache_dir>/fidelity`` with a name made of
 the dataset, a hash of its options, the split, its size and the extractor (with a hash of its weights, and the
-seed for the classifier); generated samples never are. Each evaluation writes ``<name>-details.json`` into the
-cell's folder: extractor, sample count, reference split and size, and the classifier's test accuracy.
+seed for a retrained classifier); generated samples never are. Precision and recall read the same cached reference
+features. Each evaluation writes ``<name>-details.json`` into the cell's folder: extractor, sample count, reference
+split and size, the classifier's file, sha256 and test accuracy.
 """
 
 from __future__ import annotations
@@ -35,12 +42,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from tqdm.auto import tqdm
 
 from harness import EvalData, Evaluator, TrainedModel, hookimpl, pretrained_weights
-from harness_plugins.evaluators.classifier import (
-    classifier_path,
-    dataset_cache_key,
-    load_classifier,
-    load_or_train_classifier,
-)
+from harness_plugins.evaluators.classifier import dataset_cache_key, load_classifier, resolve_classifier
 
 INCEPTION_EXTRACTOR = "inception-v3-compat"
 CLASSIFIER_EXTRACTOR = "harness-classifier"
@@ -164,10 +166,12 @@ def _write_details(model: TrainedModel, evaluator: str, details: Mapping[str, An
 class FIDEvaluator(Evaluator):
     """``fid``: Fréchet distance between features of ``samples`` generated images and of the whole test split;
     ``fid.kid`` (with ``kid: true``): the kernel distance (polynomial-kernel MMD², subsets of up to 1000) between the
-    same features. Both by torch-fidelity, with the extractor named by ``extractor``."""
+    same features; ``fid.precision`` and ``fid.recall`` (with ``prc: true``): the share of generated images inside
+    the reference's k-NN balls, and of reference images inside the generated images' (k = ``prc_neighborhood``).
+    All by torch-fidelity, with the extractor named by ``extractor``."""
 
     name = "fid"
-    metrics = {"": "min", "kid": "min"}
+    metrics = {"": "min", "kid": "min", "precision": "max", "recall": "max"}
 
     def __init__(
         self,
@@ -177,14 +181,22 @@ class FIDEvaluator(Evaluator):
         weights_path: str | None = None,
         download: bool = False,
         batch_size: int = 100,
+        prc: bool = False,
+        prc_neighborhood: int = 3,
+        classifier: Literal["frozen", "retrain"] = "frozen",
     ) -> None:
         if samples < 2:
             raise ValueError(f"samples must be at least 2 (FID needs a covariance), got {samples}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if prc_neighborhood < 1:
+            raise ValueError(f"prc_neighborhood must be at least 1, got {prc_neighborhood}")
         self.extractor = extractor
         self.samples = samples
         self.kid = kid
+        self.prc = prc
+        self.prc_neighborhood = prc_neighborhood
+        self.classifier = classifier
         self.weights_path = weights_path
         self.download = download
         self.batch_size = batch_size
@@ -198,19 +210,25 @@ class FIDEvaluator(Evaluator):
             self.name, self.weights_path, self.download, alternative=f", or use {self.name}.extractor: classifier"
         )
 
-    def _extractor(self, model: TrainedModel, data: EvalData) -> tuple[str, Path, str, float | None]:
-        """torch-fidelity's extractor name, its weights file, its tag in cache names, the classifier's accuracy."""
+    def _extractor(self, model: TrainedModel, data: EvalData) -> tuple[str, Path, str, dict[str, Any]]:
+        """torch-fidelity's extractor name, its weights file, its tag in cache names, and its details."""
         if self.extractor == "inception":
             weights = self._inception_weights()
-            return INCEPTION_EXTRACTOR, weights, f"inception-{_digest(weights)}", None
-        classifier = load_or_train_classifier(data, model.seed, model.device)
-        weights = classifier_path(data, model.seed)
-        tag = f"classifier-seed{model.seed}-{_digest(weights)}"
-        return CLASSIFIER_EXTRACTOR, weights, tag, classifier.test_accuracy
+            return INCEPTION_EXTRACTOR, weights, f"inception-{_digest(weights)}", {"classifier_test_accuracy": None}
+        found = resolve_classifier(data, model.seed, model.device, frozen=self.classifier == "frozen")
+        # A shipped file serves every seed; a retrained one only its own.
+        tag = f"classifier-{'frozen' if found.frozen else f'seed{model.seed}'}-{found.sha256[:8]}"
+        details = {
+            "classifier_test_accuracy": found.model.test_accuracy,
+            "classifier": "frozen" if found.frozen else "retrain",
+            "classifier_file": found.path.name if found.frozen else str(found.path),
+            "classifier_sha256": found.sha256,
+        }
+        return CLASSIFIER_EXTRACTOR, found.path, tag, details
 
     def evaluate(self, model: TrainedModel, data: EvalData) -> Mapping[str, float]:
         _require_images(data, self.name)
-        feature_extractor, weights, tag, accuracy = self._extractor(model, data)
+        feature_extractor, weights, tag, extractor_details = self._extractor(model, data)
         generated = _generate(model, self.samples, self.batch_size, desc=self.name)
         reference = _as_uint8_rgb(data.test.x)
         kid_subset_size = min(KID_SUBSET_SIZE, len(generated), len(reference))
@@ -226,18 +244,25 @@ class FIDEvaluator(Evaluator):
             fid=True,
             kid=self.kid,
             kid_subset_size=kid_subset_size,
+            # In the same call as FID: features are extracted once (and the reference's read from the cache).
+            prc=self.prc,
+            prc_neighborhood=self.prc_neighborhood,
         )
         details: dict[str, Any] = {
             "extractor": self.extractor,
             "samples": self.samples,
             "reference_split": "test",
             "reference_size": len(reference),
-            "classifier_test_accuracy": accuracy,
+            **extractor_details,
         }
         metrics = {"": out[torch_fidelity.KEY_METRIC_FID]}
         if self.kid:
             metrics["kid"] = out[torch_fidelity.KEY_METRIC_KID_MEAN]
             details.update(kid_std=out[torch_fidelity.KEY_METRIC_KID_STD], kid_subset_size=kid_subset_size)
+        if self.prc:
+            metrics["precision"] = out[torch_fidelity.KEY_METRIC_PRECISION]
+            metrics["recall"] = out[torch_fidelity.KEY_METRIC_RECALL]
+            details.update(prc_neighborhood=self.prc_neighborhood, f_score=out[torch_fidelity.KEY_METRIC_F_SCORE])
         _write_details(model, self.name, details)
         return metrics
 

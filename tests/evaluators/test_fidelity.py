@@ -19,7 +19,13 @@ from conftest import write_config
 from harness import DataSplit, EvalData, PluginUnavailable, as_float
 from harness.cli import main
 from harness_plugins.datasets.digits import Digits
-from harness_plugins.evaluators.classifier import classifier_path, load_or_train_classifier
+from harness_plugins.evaluators import classifier as classifier_module
+from harness_plugins.evaluators.classifier import (
+    FrozenExtractorMismatch,
+    classifier_path,
+    frozen_paths,
+    load_or_train_classifier,
+)
 from harness_plugins.evaluators.fidelity import FIDEvaluator, InceptionScoreEvaluator
 from torch_fidelity import feature_extractor_inceptionv3 as inception_module
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
@@ -77,7 +83,7 @@ def test_classifier_fid_and_kid_equal_torch_fidelity_called_directly_and_the_def
     generated = digits.train.x[:300]
     with torch.inference_mode():  # as the harness runs evaluators
         metrics = FIDEvaluator(extractor="classifier", samples=300).evaluate(ReplayModel(generated, tmp_path), digits)
-    weights = classifier_path(digits, seed=0)
+    weights, manifest = frozen_paths("digits")  # shipped: used for digits whatever the seed
     direct = torch_fidelity.calculate_metrics(
         input1=_rgb(generated), input2=_rgb(digits.test.x), fid=True, kid=True, kid_subset_size=300, rng_seed=0,
         feature_extractor="harness-classifier", feature_extractor_weights_path=str(weights),
@@ -94,11 +100,13 @@ def test_classifier_fid_and_kid_equal_torch_fidelity_called_directly_and_the_def
     assert details == {
         "extractor": "classifier", "samples": 300, "reference_split": "test", "reference_size": 360,
         "classifier_test_accuracy": classifier.test_accuracy, "kid_std": details["kid_std"], "kid_subset_size": 300,
+        "classifier": "frozen", "classifier_file": "digits.pt",
+        "classifier_sha256": json.loads(manifest.read_text())["sha256"],
     }  # fmt: skip
-    # Only the reference is cached, named by dataset, split, size, extractor and seed; reusing it changes nothing.
+    # Only the reference is cached, named by dataset, split, size and extractor file; reusing it changes nothing.
     cached = sorted(p.name for p in (digits.cache_dir / "fidelity").iterdir())
     assert len(cached) == 2
-    assert all(name.startswith("digits-") and "-test-360-classifier-seed0-" in name for name in cached)
+    assert all(name.startswith("digits-") and "-test-360-classifier-frozen-" in name for name in cached)
     with torch.inference_mode():
         again = FIDEvaluator(extractor="classifier", samples=300).evaluate(ReplayModel(generated, tmp_path), digits)
     assert again == metrics
@@ -115,6 +123,92 @@ def test_fid_to_a_disjoint_half_of_the_test_split_is_far_below_fid_to_uniform_no
         fake = fid.evaluate(ReplayModel(noise, tmp_path), reference)
     assert set(real) == {""}
     assert 5 * real[""] < fake[""]
+
+
+def test_precision_and_recall_equal_torch_fidelity_called_directly_in_the_same_features(digits, tmp_path):
+    generated = digits.train.x[:300]
+    fid = FIDEvaluator(extractor="classifier", samples=300, kid=False, prc=True, prc_neighborhood=5)
+    with torch.inference_mode():
+        metrics = fid.evaluate(ReplayModel(generated, tmp_path), digits)
+        # The reference's features now come from torch-fidelity's cache: the same numbers again.
+        again = fid.evaluate(ReplayModel(generated, tmp_path), digits)
+    weights, _ = frozen_paths("digits")
+    direct = torch_fidelity.calculate_metrics(
+        input1=_rgb(generated), input2=_rgb(digits.test.x), fid=True, prc=True, prc_neighborhood=5, rng_seed=0,
+        feature_extractor="harness-classifier", feature_extractor_weights_path=str(weights),
+        cuda=False, cache=False, save_cpu_ram=True, verbose=False,
+    )  # fmt: skip
+    assert set(metrics) == {"", "precision", "recall"}
+    assert metrics["precision"] == direct[torch_fidelity.KEY_METRIC_PRECISION]
+    assert metrics["recall"] == direct[torch_fidelity.KEY_METRIC_RECALL]
+    assert metrics[""] == pytest.approx(direct[torch_fidelity.KEY_METRIC_FID], rel=1e-6, abs=1e-4)
+    assert again == metrics
+    details = json.loads((tmp_path / "fid-details.json").read_text())
+    assert details["prc_neighborhood"] == 5 and details["f_score"] == pytest.approx(direct["f_score"])
+
+
+def test_generated_equal_to_the_reference_has_precision_and_recall_one_and_dropped_classes_cut_only_recall(
+    digits, tmp_path
+):
+    with torch.inference_mode():
+        same = FIDEvaluator(extractor="classifier", samples=len(digits.test), kid=False, prc=True).evaluate(
+            ReplayModel(digits.test.x, tmp_path), digits
+        )
+        # Half the classes, every image a reference image: all of them are real-looking, half the modes are missing.
+        half = digits.test.x[digits.test.labels < 5]
+        dropped = FIDEvaluator(extractor="classifier", samples=len(half), kid=False, prc=True).evaluate(
+            ReplayModel(half, tmp_path), digits
+        )
+    assert same["precision"] == same["recall"] == 1.0
+    assert same[""] == pytest.approx(0.0, abs=1e-3)
+    assert dropped["precision"] == 1.0
+    assert dropped["recall"] < 0.75
+
+
+def test_fid_reports_precision_and_recall_as_maximised_metrics_only_with_prc(digits, tmp_path):
+    assert FIDEvaluator.metrics == {"": "min", "kid": "min", "precision": "max", "recall": "max"}
+    with pytest.raises(ValueError, match="prc_neighborhood must be at least 1"):
+        FIDEvaluator(prc=True, prc_neighborhood=0)
+    with torch.inference_mode():
+        fid = FIDEvaluator(extractor="classifier", samples=50)
+        metrics = fid.evaluate(ReplayModel(digits.test.x, tmp_path), digits)
+    assert set(metrics) == {"", "kid"}
+
+
+def test_with_the_frozen_classifier_fid_is_bit_identical_across_calls_and_thread_counts(digits, tmp_path):
+    generated = digits.train.x[:200]
+    values = []
+    threads = torch.get_num_threads()
+    try:
+        for n, cache in ((1, "a"), (2, "b"), (1, "c")):
+            torch.set_num_threads(n)
+            data = EvalData("digits", {}, digits.train, digits.test, tmp_path / cache)  # no shared feature cache
+            with torch.inference_mode():
+                values.append(FIDEvaluator(extractor="classifier", samples=200, prc=True).evaluate(
+                    ReplayModel(generated, tmp_path), data
+                ))  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert values[0] == values[1] == values[2]
+
+
+def test_classifier_retrain_trains_per_seed_and_a_tampered_shipped_file_stops_fid(digits, tmp_path, monkeypatch):
+    generated = digits.train.x[:100]
+    with torch.inference_mode():
+        FIDEvaluator(extractor="classifier", samples=100, classifier="retrain").evaluate(
+            ReplayModel(generated, tmp_path, seed=3), digits
+        )
+    details = json.loads((tmp_path / "fid-details.json").read_text())
+    assert details["classifier"] == "retrain"
+    assert details["classifier_file"] == str(classifier_path(digits, seed=3))
+
+    weights, manifest = frozen_paths("digits")
+    (tmp_path / "shipped").mkdir()
+    (tmp_path / "shipped" / manifest.name).write_text(manifest.read_text())
+    (tmp_path / "shipped" / weights.name).write_bytes(weights.read_bytes() + b"\0")
+    monkeypatch.setattr(classifier_module, "EXTRACTORS_DIR", tmp_path / "shipped")
+    with pytest.raises(FrozenExtractorMismatch, match="digits.pt: sha256 .* differs"), torch.inference_mode():
+        FIDEvaluator(extractor="classifier", samples=100).evaluate(ReplayModel(generated, tmp_path), digits)
 
 
 def _stand_in_inception_weights(path: Path) -> None:
