@@ -16,7 +16,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from harness.perceptual import LAYERS as PERCEPTUAL_LAYERS
@@ -127,11 +137,16 @@ def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
+#: Adam learning rate of log γ for ``gamma: learned`` unless ``model.gamma_lr`` says otherwise: fast enough to go
+#: from γ = 1 to γ ≈ MSE ≈ 0.01 (Δ log γ ≈ 4.6) in ~250 steps, small enough to sit within ~2 % of it after.
+DEFAULT_GAMMA_LR = 0.02
+
+
 def _gamma(value: Any) -> float | str:
-    if value == "learned":
+    if value in ("learned", "optimal"):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{value!r}: gamma must be a number > 0 or 'learned'")
+        raise ValueError(f"{value!r}: gamma must be a number > 0 or 'learned' or 'optimal'")
     return float(value)
 
 
@@ -165,10 +180,23 @@ class ModelConfig(BaseModel):
     architecture_options: Options = Field(default_factory=dict)
     latent_dim: PositiveInt = 8
     likelihood: Literal["gaussian", "bernoulli"] = "gaussian"
-    #: Decoder variance γ of the Gaussian likelihood N(x | Dψ(z), γI): a fixed value, or "learned".
+    #: Decoder variance γ of the Gaussian likelihood N(x | Dψ(z), γI): a fixed value, "learned" (Dai & Wipf 2019)
+    #: or "optimal" (σ-VAE: γ = the batch MSE, in closed form).
     gamma: Annotated[float | str, BeforeValidator(_gamma)] = 1.0
+    #: Learning rate of a learned log γ (its own Adam group). Unset: DEFAULT_GAMMA_LR for ``gamma: learned``,
+    #: written into the cell config (so learned-γ cells record it and their ids say which behaviour they had);
+    #: absent for other γ, whose cells keep their ids.
+    gamma_lr: Annotated[float, Field(gt=0)] | None = None
     #: Off unless given (and then absent from the cell config, so cells without it keep their ids).
     perceptual: PerceptualConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _resolved_gamma_lr(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # At dump time, not validation: a variant's model is a model_copy(update=...), which skips validators.
+        out = handler(self)
+        if out.get("gamma") == "learned" and out.get("gamma_lr") is None:
+            out["gamma_lr"] = DEFAULT_GAMMA_LR
+        return out
 
 
 class TrainConfig(BaseModel):
@@ -195,6 +223,7 @@ class ModelOverride(BaseModel):
     latent_dim: PositiveInt | None = None
     likelihood: Literal["gaussian", "bernoulli"] | None = None
     gamma: Annotated[float | str, BeforeValidator(_gamma)] | None = None
+    gamma_lr: Annotated[float, Field(gt=0)] | None = None
     #: ``perceptual: null`` switches off a perceptual term the benchmark's ``model:`` sets.
     perceptual: PerceptualConfig | None = None
 

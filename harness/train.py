@@ -50,9 +50,18 @@ class Model:
     #: The VGG19 perceptual term added to the reconstruction loss (``model.perceptual``). Frozen and not one of
     #: ``modules()``: checkpoints leave it out and it is reloaded from its weights file.
     perceptual: PerceptualLoss | None = None
+    #: Learning rate of a learned log γ (``model.gamma_lr``), its own Adam parameter group; None: ``lr``.
+    gamma_lr: float | None = None
 
     def __post_init__(self) -> None:
-        self.opt_model = torch.optim.Adam(self.model_params(), lr=self.lr)
+        params = self.model_params()
+        log_gamma = getattr(self.likelihood, "log_gamma", None)
+        if self.gamma_lr is not None and isinstance(log_gamma, nn.Parameter) and log_gamma.requires_grad:
+            rest = [p for p in params if p is not log_gamma]
+            groups = [{"params": rest}, {"params": [log_gamma], "lr": self.gamma_lr}]
+            self.opt_model = torch.optim.Adam(groups, lr=self.lr)
+        else:
+            self.opt_model = torch.optim.Adam(params, lr=self.lr)
         prior_params = self.prior_params()
         self.opt_prior = torch.optim.Adam(prior_params, lr=self.prior_lr) if prior_params else None
 
@@ -100,6 +109,11 @@ def build_model(cell: Cell, registry: Registry, data_shape: tuple[int, ...], dev
     encoder, decoder = arch.build(data_shape, latent_dim)
     prior = registry.get("prior", cell.prior)(latent_dim=latent_dim, **cell.prior_options)
     regularizer = registry.get("regularizer", cell.regularizer)(**cell.regularizer_options)
+    # An optional hook, not a constructor argument: a regularizer that wants the data's shape (the adversarial
+    # one, to put its penalty in the units of the summed reconstruction) defines it; others never see it.
+    bind = getattr(regularizer, "bind_data_shape", None)
+    if callable(bind):
+        bind(tuple(data_shape))
     likelihood = build_likelihood(cell.model["likelihood"], cell.model["gamma"])
     perceptual = build_perceptual(cell.model["perceptual"], data_shape) if cell.model.get("perceptual") else None
     for module in (encoder, decoder, prior, regularizer, likelihood, perceptual):
@@ -111,9 +125,10 @@ def build_model(cell: Cell, registry: Registry, data_shape: tuple[int, ...], dev
     lr = float(cell.train["lr"])
     prior_lr = float(cell.train.get("prior_lr") or lr)
     autocast = bool(cell.train.get("autocast", True)) and device.type == "cuda"
+    gamma_lr = cell.model.get("gamma_lr")
     return Model(
         encoder, decoder, likelihood, prior, regularizer, lr=lr, prior_lr=prior_lr, autocast=autocast,
-        perceptual=perceptual,
+        perceptual=perceptual, gamma_lr=None if gamma_lr is None else float(gamma_lr),
     )  # fmt: skip
 
 

@@ -156,7 +156,53 @@ def test_priors_fitted_after_training_are_incompatible_with_a_reason():
     assert AdversarialRegularizer.incompatibility(GaussianPrior) is None
 
 
-@pytest.mark.parametrize("options", [{"hidden": 0}, {"layers": 0}, {"lr": 0.0}, {"r1": -0.5}, {"d_steps": 0}])
+def test_data_dims_scale_multiplies_the_fooling_loss_by_the_number_of_data_dimensions():
+    torch.manual_seed(0)
+    scaled, unscaled = AdversarialRegularizer(hidden=16), AdversarialRegularizer(hidden=16, scale="none")
+    z = torch.randn(8, 2)
+    post = GaussianPosterior(torch.zeros(8, 2), torch.zeros(8, 2))
+    unscaled_penalty = unscaled.penalty(z, post, GaussianPrior(2))  # builds the lazy layer
+    scaled.load_state_dict(unscaled.state_dict())
+    torch.testing.assert_close(scaled.penalty(z, post, GaussianPrior(2)), unscaled_penalty)  # unbound: D = 1
+    scaled.bind_data_shape((1, 28, 28))
+    unscaled.bind_data_shape((1, 28, 28))
+    torch.testing.assert_close(scaled.penalty(z, post, GaussianPrior(2)), 784 * unscaled_penalty)
+    torch.testing.assert_close(unscaled.penalty(z, post, GaussianPrior(2)), unscaled_penalty)
+
+
+def test_build_model_tells_the_regularizer_the_data_shape_and_leaves_regularizers_without_the_hook_alone(tmp_path):
+    from harness.config import load_config
+    from harness.grid import expand
+    from harness.plugins import load_registry
+    from harness.train import build_model
+
+    cfg = write_config(tmp_path / "b.yaml", priors={"gaussian": {}}, regularizers=["adversarial", "kl"])
+    registry = load_registry()
+    cells = [c for c in expand("tiny", load_config(cfg).benchmarks["tiny"], registry, "b.yaml") if c.beta]
+    models = {c.regularizer: build_model(c, registry, (1, 8, 8), torch.device("cpu")) for c in cells}
+    assert models["adversarial"].regularizer.data_dims == 64
+    assert models["adversarial"].regularizer.scale == "data_dims"
+    assert not hasattr(models["kl"].regularizer, "data_dims")
+
+
+def test_scale_is_a_resolved_option_so_it_changes_the_cell_id(tmp_path):
+    from harness.config import load_config
+    from harness.grid import expand
+    from harness.plugins import load_registry
+
+    ids = {}
+    for scale in ("data_dims", "none"):
+        regularizers = {"adversarial": {"scale": scale}}
+        cfg = write_config(tmp_path / f"{scale}.yaml", priors={"gaussian": {}}, regularizers=regularizers)
+        cells = expand("tiny", load_config(cfg).benchmarks["tiny"], load_registry(), "b.yaml")
+        assert {c.regularizer_options["scale"] for c in cells} == {scale}
+        ids[scale] = {c.cell_id for c in cells}
+    assert not ids["data_dims"] & ids["none"]
+
+
+@pytest.mark.parametrize(
+    "options", [{"hidden": 0}, {"layers": 0}, {"lr": 0.0}, {"r1": -0.5}, {"d_steps": 0}, {"scale": "pixels"}]
+)
 def test_nonsense_options_raise_value_error(options):
     with pytest.raises(ValueError):
         AdversarialRegularizer(**options)
