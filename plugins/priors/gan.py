@@ -31,8 +31,12 @@ class GANPrior(Prior):
       ("real") from codes ("fake") and pushes the encoder, weighted by β, towards the generator, while D_θ pulls
       the generator towards the codes: the β-weighted AAE whose prior is learned.
 
-    ``r1`` is γ of Mescheder et al.; 1.0 suits codes of order-one scale. In eval mode (or without gradients)
-    ``fit_loss`` only scores the generator and leaves D_θ alone. D_θ's Adam state is checkpointed through
+    ``r1`` is γ of Mescheder et al.; 1.0 suits codes of order-one scale. The defaults (D at lr 1e-3, 3 D steps per
+    generator step) keep D ahead of the generator in a short run: on the quick benchmark (digits, 30 epochs, ~360
+    generator steps) D at lr 2e-4 with 1 step let the generator collapse onto 2-4 of the 10 digits (classifier FID
+    1,170-1,450); lr 1e-3 with 3 steps covers all 10 in both seeds (FID 80-98, RealNVP 53-58).
+
+    In eval mode (or without gradients) ``fit_loss`` only scores the generator and leaves D_θ alone. D_θ's Adam state is checkpointed through
     ``get_extra_state`` of the discriminator submodule.
     """
 
@@ -46,9 +50,9 @@ class GANPrior(Prior):
         hidden: int = 128,
         layers: int = 2,
         noise_dim: int | None = None,
-        lr: float = 2e-4,
+        lr: float = 1e-3,
         r1: float = 1.0,
-        d_steps: int = 1,
+        d_steps: int = 3,
     ) -> None:
         super().__init__()
         if latent_dim < 1:
