@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from harness import EvalData, Evaluator, TrainedModel, hookimpl
-from harness_plugins.evaluators.separability import write_details
+from harness_plugins.evaluators.details import write_details
 
 #: Pseudo-count added to every class of the sample histogram (Jeffreys / Krichevsky–Trofimov): keeps the KL finite
 #: for a class the samples never show, and biases a matching histogram by only about (K - 1) / (2 · samples) nats.

@@ -26,7 +26,6 @@ split and size, the classifier's file, sha256 and test accuracy.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from pathlib import Path
@@ -42,6 +41,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from tqdm.auto import tqdm
 
 from harness import EvalData, Evaluator, TrainedModel, hookimpl, pretrained_weights
+from harness_plugins.evaluators.details import write_details
 from harness_plugins.evaluators.classifier import dataset_cache_key, load_classifier, resolve_classifier
 
 INCEPTION_EXTRACTOR = "inception-v3-compat"
@@ -157,12 +157,6 @@ def _calculate(
         )
 
 
-def _write_details(model: TrainedModel, evaluator: str, details: Mapping[str, Any]) -> None:
-    """Provenance beside the metrics (which are plain floats), for the leaderboard to pick up."""
-    path = Path(model.workdir) / f"{evaluator}-details.json"
-    path.write_text(json.dumps(details, indent=2) + "\n", encoding="utf-8")
-
-
 class FIDEvaluator(Evaluator):
     """``fid``: Fréchet distance between features of ``samples`` generated images and of the whole test split;
     ``fid.kid`` (with ``kid: true``): the kernel distance (polynomial-kernel MMD², subsets of up to 1000) between the
@@ -263,7 +257,7 @@ class FIDEvaluator(Evaluator):
             metrics["precision"] = out[torch_fidelity.KEY_METRIC_PRECISION]
             metrics["recall"] = out[torch_fidelity.KEY_METRIC_RECALL]
             details.update(prc_neighborhood=self.prc_neighborhood, f_score=out[torch_fidelity.KEY_METRIC_F_SCORE])
-        _write_details(model, self.name, details)
+        write_details(model, self.name, details)
         return metrics
 
 
@@ -307,7 +301,7 @@ class InceptionScoreEvaluator(Evaluator):
             "splits": self.splits,
             "std": out[torch_fidelity.KEY_METRIC_ISC_STD],
         }
-        _write_details(model, self.name, details)
+        write_details(model, self.name, details)
         return {"": out[torch_fidelity.KEY_METRIC_ISC_MEAN]}
 
 

@@ -15,10 +15,8 @@ Measured in Z_T and, for invertible priors, in Z_0 (paper §5.1).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -27,6 +25,7 @@ from sklearn.svm import LinearSVC
 from torch import Tensor
 
 from harness import EvalData, Evaluator, TrainedModel, hookimpl
+from harness_plugins.evaluators.details import write_details
 
 
 def conditional_entropy(table: np.ndarray) -> float:
@@ -129,12 +128,6 @@ def _linear_svm(z: np.ndarray, labels: np.ndarray) -> LinearSVC:
 
 def _numpy(x: np.ndarray | Tensor) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
-
-
-def write_details(model: TrainedModel, evaluator: str, details: Mapping[str, Any]) -> None:
-    """``<evaluator>-details.json`` in the cell's folder, as ``fidelity.py`` writes its provenance."""
-    path = Path(model.workdir) / f"{evaluator}-details.json"
-    path.write_text(json.dumps(details, indent=2) + "\n", encoding="utf-8")
 
 
 class SeparabilityEvaluator(Evaluator):
