@@ -169,8 +169,7 @@ def resolve_classifier(
             return shipped
     path = classifier_path(data, seed, epochs)
     if not path.is_file():
-        for split_name, split in (("train", data.train), ("test", data.test)):
-            _require_labelled_images(data.dataset, split_name, split)
+        _require_labelled_splits(data.dataset, data.train, data.test)
         model = _train(data.train, seed, device, epochs)
         model.test_accuracy = _accuracy(model, data.test)
         _save(model, path)
@@ -206,8 +205,7 @@ def train_frozen_classifier(
     Deterministic algorithms and one thread: the bytes depend on the seed, the data and the torch build alone.
     Returns the manifest.
     """
-    for split_name, split in (("train", train), ("test", test)):
-        _require_labelled_images(dataset, split_name, split)
+    _require_labelled_splits(dataset, train, test)
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(1)
@@ -235,6 +233,12 @@ def train_frozen_classifier(
     }
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def _require_labelled_splits(dataset: str, train: DataSplit, test: DataSplit) -> None:
+    """Raise ValueError unless both splits hold labelled images: what training and scoring a classifier need."""
+    for split_name, split in (("train", train), ("test", test)):
+        _require_labelled_images(dataset, split_name, split)
 
 
 def _require_labelled_images(dataset: str, split_name: str, split: DataSplit) -> None:

@@ -25,7 +25,6 @@ split and size, the classifier's file, sha256 and test accuracy.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from pathlib import Path
@@ -42,7 +41,7 @@ from tqdm.auto import tqdm
 
 from harness import EvalData, Evaluator, TrainedModel, hookimpl, pretrained_weights
 from harness_plugins.evaluators.details import write_details
-from harness_plugins.evaluators.classifier import dataset_cache_key, load_classifier, resolve_classifier
+from harness_plugins.evaluators.classifier import dataset_cache_key, load_classifier, resolve_classifier, sha256_of
 
 INCEPTION_EXTRACTOR = "inception-v3-compat"
 CLASSIFIER_EXTRACTOR = "harness-classifier"
@@ -123,15 +122,6 @@ def _require_images(data: EvalData, evaluator: str) -> None:
         )
 
 
-def _digest(path: Path) -> str:
-    """A short hash of a weights file: cached reference features never outlive the weights they came from."""
-    sha = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()[:8]
-
-
 def inception_weights(evaluator: str, weights_path: str | None, download: bool, alternative: str = "") -> Path:
     """torch-fidelity's Inception weights file (see ``harness.pretrained_weights``)."""
     return pretrained_weights("Inception", URL_INCEPTION_V3, evaluator, weights_path, download, alternative)
@@ -208,7 +198,9 @@ class FIDEvaluator(Evaluator):
         """torch-fidelity's extractor name, its weights file, its tag in cache names, and its details."""
         if self.extractor == "inception":
             weights = self._inception_weights()
-            return INCEPTION_EXTRACTOR, weights, f"inception-{_digest(weights)}", {"classifier_test_accuracy": None}
+            # A short hash of the weights: cached reference features never outlive the weights they came from.
+            tag = f"inception-{sha256_of(weights)[:8]}"
+            return INCEPTION_EXTRACTOR, weights, tag, {"classifier_test_accuracy": None}
         found = resolve_classifier(data, model.seed, model.device, frozen=self.classifier == "frozen")
         # A shipped file serves every seed; a retrained one only its own.
         tag = f"classifier-{'frozen' if found.frozen else f'seed{model.seed}'}-{found.sha256[:8]}"

@@ -8,8 +8,8 @@ a hyperplane cannot predict at all adds up to a factor of 2.
 Class datasets (MNIST) have one categorical label, not K binary ones: counted one class against the rest, the most
 confident half would be nearly all confident negatives and the score ≈ 1 by construction. Their label is the
 classifier's argmax, its confidence the softmax maximum; a multi-class linear SVM is fitted on the most confident
-half and the score is 2 ** H(label | SVM prediction) · K / K_kept (``categorical_separability``): 1 when the kept classes
-are linearly separable and all K classes are kept, K when the prediction says nothing about the label.
+half and the score is 2 ** H(label | SVM prediction) · K / K_kept (``categorical_separability``): 1 when the kept
+classes are linearly separable and all K classes are kept, K when the prediction says nothing about the label.
 Measured in Z_T and, for invertible priors, in Z_0 (paper §5.1).
 """
 
@@ -46,7 +46,8 @@ def attribute_entropies(latents: np.ndarray | Tensor, probabilities: np.ndarray 
 
     ``probabilities`` [N, K] is each sample's probability of having attribute k. StyleGAN's classifiers give a
     softmax over (attribute, not attribute); with ``labels: one-vs-rest`` a class softmax column is used the same
-    way, one class against the rest. The label is the likelier side, the confidence its probability; the SVM sees the most confident half.
+    way, one class against the rest. The label is the likelier side, the confidence its probability; the SVM sees
+    the most confident half.
     """
     z = _numpy(latents)
     probs = _numpy(probabilities)
