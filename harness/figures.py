@@ -13,6 +13,16 @@ import pandas as pd  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
 
 
+#: Line styles of the β-free reference lines in the metric-vs-β figure, in the order the series sort.
+BETA_FREE_STYLES: list[dict[str, str]] = [
+    {"color": "black", "linestyle": "--"},
+    {"color": "dimgray", "linestyle": ":"},
+    {"color": "darkgray", "linestyle": "-."},
+    {"color": "black", "linestyle": ":"},
+    {"color": "dimgray", "linestyle": "-."},
+    {"color": "darkgray", "linestyle": "--"},
+]
+
 def _config_label(row: pd.Series) -> str:
     beta = "" if pd.isna(row["beta"]) else f" β={row['beta']:g}"
     opts = "" if row["prior_options"] == "–" else f"({row['prior_options']})"
@@ -89,11 +99,16 @@ def metric_vs_beta(long: pd.DataFrame, metric: str, direction: str, path: Path) 
     position = {b: i for i, b in enumerate(betas)}
     for ax, dataset in zip(axes[0], datasets):
         sub = frame[frame["dataset"] == dataset]
+        beta_free = 0  # how many β-free lines this panel has drawn: each gets its own dash and shade
         for series, group in sorted(sub.groupby("series"), key=lambda kv: kv[0]):
             beta = pd.to_numeric(group["beta"], errors="coerce")
             if beta.isna().all():
                 mean, std = group["value"].mean(), group["value"].std()
-                line = ax.axhline(mean, linestyle="--", linewidth=1.2, label=f"{series} (β-free)")
+                # axhline does not advance the colour cycle: without a style of their own, every β-free line
+                # would be the same blue dash and the legend could not tell them apart.
+                style = BETA_FREE_STYLES[beta_free % len(BETA_FREE_STYLES)]
+                beta_free += 1
+                line = ax.axhline(mean, linewidth=1.2, label=f"{series} (β-free)", **style)
                 if pd.notna(std):
                     ax.axhspan(mean - std, mean + std, color=line.get_color(), alpha=0.12)
                 continue
