@@ -23,7 +23,8 @@ import torch
 import yaml
 
 from harness.config import load_config
-from harness.executors import LocalExecutor, PoolExecutor, cpu_threads_per_worker
+from harness.executors import LocalExecutor, PoolExecutor
+from harness.threads import cpu_threads_per_worker
 from harness.plugins import load_registry
 from harness.runner import plan_benchmark, run_plan
 from harness.store import Store

@@ -1,6 +1,11 @@
 """The ``harness`` command: run | search | list | validate | leaderboard | new-plugin.
 
 Exit status: 0 every cell done (or skipped with a reason), 1 some cell failed, 2 bad input.
+
+Several ``harness run`` processes may share one out folder: each cell is trained by one of them (a per-cell lock);
+a run that meets a cell another is running waits for it and takes its outcome, so every run's exit status covers
+every cell. ``--fresh`` runs on one folder form one fresh run (``OUT/fresh-run.json``): a cell is redone once,
+and a ``--fresh`` rerun after an interruption continues it rather than starting over.
 """
 
 from __future__ import annotations
@@ -8,15 +13,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from harness import __version__
 from harness.config import ConfigError, choose_benchmarks, load_config
+from harness.paths import check_out_folder, under
 from harness.plugins import AUTOLOAD_ENV, PluginConflict, Registry, load_registry
+
+if TYPE_CHECKING:
+    from harness.store import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -57,32 +67,84 @@ def _registry(warn: bool = True) -> Registry:
     return registry
 
 
-def _executor(args: argparse.Namespace, registry: Registry, device: Any) -> Any:
-    from harness.executors import LocalExecutor, PoolExecutor, RayExecutor, cpu_threads_per_worker
+def _gpu_slots(args: argparse.Namespace, device: Any) -> list[str]:
+    import torch
 
+    gpus = [device.index] if device.index is not None else list(range(torch.cuda.device_count()))
+    slots = [f"cuda:{g}" for g in gpus for _ in range(args.cells_per_gpu)]
+    return slots[: args.workers] if args.workers > 1 else slots
+
+
+def _executor_kind(args: argparse.Namespace) -> str:
+    """local, pool or ray, checked against the other options (before anything prints or trains)."""
     kind = args.executor or ("pool" if args.workers > 1 else "local")
+    if kind == "local" and args.workers > 1:
+        raise ConfigError("--workers", f"{args.workers}: the local executor runs one cell at a time",
+                          "use --executor pool (or ray) for several workers")
+    if kind == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ConfigError("--executor", "'ray': Ray is not installed", "pip install 'prior-harness[ray]'") from None
+        if args.threads != "auto":
+            raise ConfigError("--threads", f"{args.threads}: Ray tasks take their threads from Ray "
+                              "(OMP_NUM_THREADS is each task's num_cpus)", "leave --threads out with --executor ray")
+    return kind
+
+
+def _threads(args: argparse.Namespace, device: Any) -> int | None:
+    """Choose the torch threads per worker of ``harness run`` (``--threads``), set them here, say so on stderr.
+
+    Called once, before anything trains. None with Ray: its tasks take their threads from Ray.
+    """
+    from harness.threads import apply, choose_threads
+
+    kind = _executor_kind(args)
+    if kind == "ray":
+        return None
+    workers = len(_gpu_slots(args, device)) if kind == "pool" and device.type == "cuda" else args.workers
+    choice = choose_threads(workers, args.threads)
+    print(choice.describe(), file=sys.stderr)
+    apply(choice)  # this process: the local executor's cells run here
+    return choice.threads
+
+
+def _executor(args: argparse.Namespace, registry: Registry, device: Any, threads: int | None = None) -> Any:
+    """The executor of ``--executor``; ``threads``: torch threads per worker (from ``_threads``)."""
+    from harness.executors import LocalExecutor, PoolExecutor, RayExecutor
+
+    kind = _executor_kind(args)
     if kind == "local":
-        if args.workers > 1:
-            raise ConfigError("--workers", f"{args.workers}: the local executor runs one cell at a time",
-                              "use --executor pool (or ray) for several workers")
-        return LocalExecutor(registry)
+        return LocalExecutor(registry, threads=threads)
     if kind == "pool":
         if device.type == "cuda":
-            import torch
-
-            gpus = [device.index] if device.index is not None else list(range(torch.cuda.device_count()))
-            slots = [f"cuda:{g}" for g in gpus for _ in range(args.cells_per_gpu)]
-            return PoolExecutor(slots[: args.workers] if args.workers > 1 else slots)
-        return PoolExecutor(["cpu"] * args.workers, threads=cpu_threads_per_worker(args.workers))
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise ConfigError("--executor", "'ray': Ray is not installed", "pip install 'prior-harness[ray]'") from None
+            return PoolExecutor(_gpu_slots(args, device), threads=threads)
+        return PoolExecutor(["cpu"] * args.workers, threads=threads)
     return RayExecutor(args.ray_address, gpus_per_cell=1.0 / args.cells_per_gpu if device.type == "cuda" else 0.0)
 
 
+def _run_outs(out: str | None, names: list[str]) -> dict[str, Path]:
+    """Each benchmark's results folder, checked (exit 2) before anything trains: inside ``--out`` (or
+    ``leaderboards/``) whatever the benchmark's name, and neither a file nor under one."""
+    if out and len(names) == 1:
+        outs = {names[0]: Path(out)}
+    else:
+        outs = {name: under(Path(out) if out else Path("leaderboards"), name) for name in names}
+    for path in outs.values():
+        check_out_folder(path, "--out" if out else "leaderboards")
+    return outs
+
+
+def _note_unfinished_fresh_run(store: Store, fresh: bool) -> None:
+    """Without --fresh, say so when an interrupted --fresh run is still recorded: its cells are a mix of old and new."""
+    run = store.fresh_run()
+    if run is not None and not fresh:
+        print(f"note: {store.root}: the --fresh run started at {run.started} did not finish; cells it has not "
+              "redone keep their older results (add --fresh to continue it)", file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness import leaderboard, provenance
+    from harness import leaderboard, progress, provenance
     from harness.runner import plan_benchmark, run_plan
     from harness.store import Store, write_json_atomic
 
@@ -93,24 +155,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     names = choose_benchmarks(config, args.benchmark or [], source)
     # Every benchmark is checked (plugins, options, data files, weights) before any of them trains.
     plans = [plan_benchmark(name, config.benchmarks[name], registry, source) for name in names]
-    if args.out:
-        outs = {p.name: Path(args.out) / p.name if len(plans) > 1 else Path(args.out) for p in plans}
-    else:
-        outs = {p.name: Path("leaderboards") / p.name for p in plans}
+    outs = _run_outs(args.out, [p.name for p in plans])
     if args.dry_run:
         for plan in plans:
-            skipped = sum(1 for c in plan.cells if c.skip_reason)
-            print(f"{plan.name}: {len(plan.cells)} cells ({skipped} skipped) -> {outs[plan.name]}")
-            for cell in plan.cells:
-                note = f"  [skip: {cell.skip_reason}]" if cell.skip_reason else ""
-                print(f"  {cell.cell_id}  {cell.label}{note}")
+            print("\n".join(progress.dry_run_lines(plan, outs[plan.name], args.workers)))
         return EXIT_OK
 
+    threads = _threads(args, device)  # before any cell trains, and before provenance records the count
     failed = 0
     for plan in plans:
         out = outs[plan.name]
         out.mkdir(parents=True, exist_ok=True)
         store = Store(out)
+        _note_unfinished_fresh_run(store, args.fresh)
         # A run that trains nothing (every cell already done) must not claim the stored results as its own.
         # Cells skipped by the grid (gan × kl, say) train nothing either.
         trains = [c for c in plan.cells if not c.skip_reason and not store.is_done(c)]
@@ -118,32 +175,68 @@ def cmd_run(args: argparse.Namespace) -> int:
             prov = provenance.collect(Path(args.config), device)
             prov["descriptions"] = {plan.name: plan.config.description}
             prov["benchmarks"] = {plan.name: plan.config.model_dump(mode="json")}
-            write_json_atomic(out / "provenance.json", prov)
-        executor = _executor(args, registry, device)
+            prov["planned_cells"] = {plan.name: [c.cell_id for c in plan.cells]}  # for the leaderboard's missing note
+            write_json_atomic(under(out, "provenance.json"), prov)
+        executor = _executor(args, registry, device, threads)
         counts = run_plan(plan, registry, store, device, fresh=args.fresh, progress=not args.quiet, executor=executor)
         board = leaderboard.render(out)
         summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
         print(f"{plan.name}: {summary}; leaderboard: {board}")
+        print("\n".join(progress.winners(out, plan.name)))
         failed += counts.get("failed", 0)
     return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from harness.grid import expand
+    """Check each benchmark as ``run --dry-run`` does and each search as ``search`` does (plugins, options,
+    metrics, data files, weights), each on its own so one missing dataset hides no other problem: a line per
+    benchmark and search, ``ok`` on stdout or its error on stderr; exit 2 when any failed."""
+    from collections.abc import Callable
+
+    from harness.runner import plan_benchmark
 
     config = load_config(args.config)
+    source = str(args.config)
     registry = _registry()
-    for name, bench in config.benchmarks.items():
-        cells = expand(name, bench, registry, str(args.config))
-        skipped = sum(1 for c in cells if c.skip_reason)
-        print(f"{name}: ok, {len(cells)} cells ({skipped} skipped)")
-    if config.searches:
-        from harness.search_config import resolve
+    errors: list[str] = []
 
-        for name in config.searches:
-            found = resolve(config, name, registry, str(args.config))
-            print(f"search {name}: ok, {len(found.config.space)} parameters, objective {found.metric} ({found.direction})")
-    return EXIT_OK
+    def check(what: Callable[[str], str], name: str) -> None:
+        try:
+            line = what(name)
+        except ConfigError as exc:
+            if exc.render() not in errors:  # a search fails as its benchmark does: say it once
+                errors.append(exc.render())
+                print(exc.render(), file=sys.stderr, flush=True)
+            return
+        print(line, flush=True)
+
+    # --config-only is for checking a file meant for another machine (a GPU cluster holding the datasets).
+    unchecked = " (config only: data files and weights not checked)" if args.config_only else ""
+
+    def benchmark(name: str) -> str:
+        if args.config_only:
+            from harness.grid import expand
+
+            cells = expand(name, config.benchmarks[name], registry, source)
+        else:
+            cells = plan_benchmark(name, config.benchmarks[name], registry, source).cells
+        skipped = sum(1 for c in cells if c.skip_reason)
+        return f"{name}: ok, {len(cells)} cells ({skipped} skipped){unchecked}"
+
+    def search(name: str) -> str:
+        from harness import search as searches
+
+        found = searches.resolve(config, name, registry, source)
+        if not args.config_only:
+            searches.check_available(found, registry)
+        space = len(found.config.space)
+        return f"search {name}: ok, {space} parameters, objective {found.metric} ({found.direction}){unchecked}"
+
+    for name in config.benchmarks:
+        check(benchmark, name)
+    for name in config.searches:
+        check(search, name)
+    return EXIT_BAD_INPUT if errors else EXIT_OK
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -154,9 +247,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     registry = _registry()
     found = search.resolve(config, args.search, registry, str(args.config))
     search.check_available(found, registry)
-    out = Path(args.out) if args.out else Path("leaderboards") / f"search-{found.name}"
+    out = Path(args.out) if args.out else under(Path("leaderboards"), f"search-{found.name}")
+    check_out_folder(out, "--out" if args.out else "leaderboards")
     summary = search.run(found, registry, out, storage_spec=args.storage, trials=args.trials, workers=args.workers,
-                         device=device, quiet=args.quiet)
+                         device=device, quiet=args.quiet, threads=args.threads)
     print(summary.text)
     return EXIT_OK if summary.ok else EXIT_FAILED
 
@@ -220,6 +314,19 @@ def _positive(text: str) -> int:
     return value
 
 
+def _thread_count(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return _positive(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; use a positive integer or auto") from None
+
+
+THREADS_HELP = ("torch threads per worker process (default: auto: the free cores, those this process may use "
+                "less the load, split between the workers; at least 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description="Benchmark priors for deep latent variable models.")
     parser.add_argument("--version", action="version", version=f"prior-harness {__version__}")
@@ -228,13 +335,19 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train and evaluate a benchmark's cells, then write its leaderboard",
                          description="Train and evaluate every cell of the chosen benchmarks (the default one "
                          "when none is named). Finished cells are skipped, interrupted cells resume from their "
-                         "last checkpoint. Exit status: 0 all done, 1 some cell failed, 2 bad input.")
+                         "last checkpoint (a corrupt checkpoint is set aside and the cell retrained). Several runs "
+                         "may share one --out: each cell trains once, and a run waits for the cells another is "
+                         "running, so its exit status covers every cell. Exit status: 0 all done, 1 some cell "
+                         "failed, 2 bad input.")
     run.add_argument("config", type=Path, help="benchmarks.yaml")
     run.add_argument("--benchmark", "-b", action="append", metavar="NAME", help="benchmark to run (repeatable)")
     run.add_argument("--out", metavar="DIR",
                      help="results folder (default: leaderboards/<benchmark>; DIR/<benchmark> for several)")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    run.add_argument("--fresh", action="store_true", help="redo finished cells instead of skipping them")
+    run.add_argument("--fresh", action="store_true",
+                     help="redo finished cells instead of skipping them, each once: an interrupted --fresh run "
+                     "is continued by the same command (OUT/fresh-run.json), and --fresh runs started together "
+                     "on one --out share the work")
     run.add_argument("--dry-run", action="store_true", help="check everything and list the cells; train nothing")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     run.add_argument("--executor", choices=["local", "pool", "ray"],
@@ -246,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cells-per-gpu", type=_positive, default=1, metavar="K",
                      help="let K small cells share each GPU (pool and ray)")
     run.add_argument("--ray-address", metavar="ADDR", help="join an existing Ray cluster (default: start a local one)")
+    run.add_argument("--threads", type=_thread_count, default="auto", metavar="N|auto", help=THREADS_HELP)
     run.set_defaults(func=cmd_run)
 
     srch = sub.add_parser("search", help="an Optuna search (β, flow depth, ...) from the config's searches:",
@@ -265,10 +379,17 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--out", metavar="DIR", help="results folder (default: leaderboards/search-<name>)")
     srch.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     srch.add_argument("--quiet", "-q", action="store_true", help="no line per trial")
+    srch.add_argument("--threads", type=_thread_count, default="auto", metavar="N|auto", help=THREADS_HELP)
     srch.set_defaults(func=cmd_search)
 
-    validate = sub.add_parser("validate", help="check a config (plugins, options, metrics) without training")
+    validate = sub.add_parser("validate",
+                              help="check a config (plugins, options, metrics, data, weights) without training",
+                              description="Check every benchmark as `harness run --dry-run` would (names, plugins, "
+                              "options, metrics, data files, weights) and every search as `harness search` would, "
+                              "without training. One line per benchmark and search; exit 2 when any failed.")
     validate.add_argument("config", type=Path)
+    validate.add_argument("--config-only", action="store_true",
+                          help="skip the data-file and weight checks (for a file meant for another machine)")
     validate.set_defaults(func=cmd_validate)
 
     lst = sub.add_parser("list", help="every installed plugin: kind, name, distribution, version; broken ones")
@@ -303,8 +424,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return EXIT_OK
     except KeyboardInterrupt:
-        print("interrupted: finished cells are stored; run the same command again to resume", file=sys.stderr)
+        print(_interrupted(sys.argv[1:] if argv is None else list(argv)), file=sys.stderr)
         return 130
+
+
+def _interrupted(argv: list[str]) -> str:
+    """What Ctrl-C leaves behind, and the exact command that picks up from there."""
+    command = shlex.join(["harness", *argv])
+    text = f"interrupted: finished cells are stored; to resume, run the same command again:\n  {command}"
+    if argv[:1] == ["run"] and "--fresh" in argv:
+        text += ("\n  keep --fresh: it continues this fresh run and keeps the cells it already redid "
+                 "(without --fresh, the cells it has not redone yet would keep their older results)")
+    return text
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import difflib
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,10 +33,29 @@ from harness.perceptual import LAYERS as PERCEPTUAL_LAYERS
 from harness.perceptual import PAPER_LAYERS
 
 
+#: Longest value an error message quotes whole. A value pasted by mistake (a long list, a blob) is shown by its
+#: start and its length, so the error stays one readable line and costs nothing to print.
+QUOTE_LIMIT = 80
+#: The most characters of a location or message an error line carries: the last guard for text quoted without
+#: ``quote`` (a plugin's exception message, a name inside a key path).
+_WHERE_LIMIT, _MESSAGE_LIMIT, _KNOWN_SHOWN = 300, 1500, 30
+
+
+def _capped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} chars)"
+
+
+def quote(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)``, cut to its first ``limit`` characters plus its length when longer."""
+    return _capped(repr(value), limit)
+
+
 class ConfigError(Exception):
     """Bad input. Printed as ``error: <where>: <message>`` (plus an indented fix line), exit status 2."""
 
     def __init__(self, where: str, message: str, fix: str | None = None) -> None:
+        where, message = _capped(where, _WHERE_LIMIT), _capped(message, _MESSAGE_LIMIT)
+        fix = None if fix is None else _capped(fix, _MESSAGE_LIMIT)
         super().__init__(f"{where}: {message}" if where else message)
         self.where = where
         self.message = message
@@ -49,20 +68,62 @@ class ConfigError(Exception):
 
 def suggest(value: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?); known: a, b, c`` — the tail every unknown-name error ends with."""
-    choices = sorted(choices)
+    choices = sorted(str(c) for c in choices)
     close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"{hint}; known: {', '.join(choices) if choices else '(none)'}"
+    hint = f" (did you mean {quote(close[0])}?)" if close else ""
+    shown = [_capped(c, QUOTE_LIMIT) for c in choices[:_KNOWN_SHOWN]]
+    more = f", … ({len(choices) - _KNOWN_SHOWN} more)" if len(choices) > _KNOWN_SHOWN else ""
+    return f"{hint}; known: {', '.join(shown) + more if choices else '(none)'}"
 
 
 def key_path(parts: Sequence[str | int]) -> str:
     out = ""
     for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        text = _capped(str(part), QUOTE_LIMIT)
+        out += f"[{text}]" if isinstance(part, int) else (f".{text}" if out else text)
     return out
 
 
+# --- names that become file and folder names ----------------------------------------------------------------
+
+#: Benchmark, search and model-variant names end up in paths (leaderboards/<benchmark>/, <benchmark>-fid.png,
+#: leaderboards/search-<search>/): a portable file name, never a path, so ``../x`` or ``/etc`` cannot steer a write.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}", re.ASCII)
+NAME_RULE = "1-80 characters: letters, digits, '_', '.' and '-', starting with a letter or digit, without '..'"
+
+
+def valid_name(name: object) -> bool:
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None and ".." not in name
+
+
+def check_name(name: object, kind: str) -> None:
+    """Raise ValueError unless ``name`` is a valid ``kind`` name (a benchmark, a search, a model variant)."""
+    if not valid_name(name):
+        raise ValueError(f"{quote(name)} is not a valid {kind} name; names are {NAME_RULE}")
+
+
+def _names(kind: str) -> Any:
+    """A before-validator of a mapping whose keys are ``kind`` names."""
+
+    def check(cls: type, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            for name in value:
+                check_name(name, kind)
+        return value
+
+    return classmethod(check)
+
+
 # --- YAML -------------------------------------------------------------------------------------------------
+
+
+#: What a config file may ask of the loader. The repo's benchmarks.yaml is 14 KiB, 9 levels deep and ~25,000
+#: nodes and characters with its anchors expanded; an 800-byte file of nested aliases ("billion laughs") expands
+#: to billions, which every later step (validation, error messages, cell configs) would copy.
+MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 64
+#: Nodes plus scalar characters of the document with every alias and ``<<`` merge written out.
+MAX_EXPANDED = 1 << 22
 
 
 class _DuplicateKey(Exception):
@@ -70,8 +131,42 @@ class _DuplicateKey(Exception):
         self.key, self.line = key, line
 
 
+class _Refused(Exception):
+    """The document is over one of the loader's bounds (depth, expanded size) or has no content."""
+
+    def __init__(self, message: str, mark: yaml.Mark | None = None) -> None:
+        self.message, self.line = message, None if mark is None else mark.line + 1
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys and reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
+    """SafeLoader that rejects duplicate keys, reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``) and refuses
+    documents nested deeper than MAX_DEPTH or larger than MAX_EXPANDED once aliases are expanded.
+
+    Anchors, aliases and ``<<`` merges stay allowed (benchmarks.yaml shares settings with them); only their
+    expanded size is bounded, on the composed node graph, before anything is constructed from it.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        # The composer recurses once per level: stop long before Python's recursion limit would.
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            raise _Refused("the file is empty (nothing but whitespace or comments); write a mapping with a "
+                           "top-level 'benchmarks:' key")
+        _expanded_size(node, 1, {}, set())
+        return self.construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -79,6 +174,8 @@ class _StrictLoader(yaml.SafeLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # `<<: *anchor` merges: keys written beside it override the merged ones
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # the base class reports the unhashable key
             if key in seen:
                 raise _DuplicateKey(key, key_node.start_mark.line + 1)
             seen.add(key)
@@ -92,19 +189,86 @@ _StrictLoader.add_implicit_resolver(
 )
 
 
-def load_yaml(path: Path) -> Any:
-    if not path.is_file():
+def _expanded_size(node: yaml.Node, depth: int, memo: dict[int, tuple[int, int]], open_: set[int]) -> int:
+    """Nodes plus scalar characters under ``node`` with aliases written out; _Refused over the bounds.
+
+    An alias is the same node object as its anchor, so the graph is walked once per node (``memo``: size and
+    height) and the expanded size is summed, not built. ``open_`` holds the nodes being walked: an alias to one of
+    them is a cycle (``&a [*a]``), which no config needs.
+    """
+    key = id(node)
+    if key in memo:
+        size, height = memo[key]
+        if depth + height > MAX_DEPTH:
+            raise _Refused(f"nested more than {MAX_DEPTH} levels deep once its aliases are expanded", node.start_mark)
+        return size
+    if key in open_:
+        raise _Refused("an alias refers to a node that contains it (a cycle)", node.start_mark)
+    if depth > MAX_DEPTH:
+        raise _Refused(f"nested more than {MAX_DEPTH} levels deep once its aliases are expanded", node.start_mark)
+    if isinstance(node, yaml.ScalarNode):
+        memo[key] = (1 + len(node.value), 0)
+        return memo[key][0]
+    children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+    open_.add(key)
+    size, height = 1, 0
+    for child in children:
+        size += _expanded_size(child, depth + 1, memo, open_)
+        height = max(height, memo[id(child)][1] + 1)
+        if size > MAX_EXPANDED:
+            raise _Refused(
+                f"its aliases expand to more than {MAX_EXPANDED:,} nodes and characters (nested aliases that "
+                "multiply, as in a 'billion laughs' file); write the values out or alias less deeply",
+                child.start_mark,
+            )
+    open_.discard(key)
+    memo[key] = (size, height)
+    return size
+
+
+def _read_text(path: Path) -> str:
+    """The file as text: at most MAX_FILE_BYTES of UTF-8, else a ConfigError saying what is wrong with it."""
+    if not path.exists():
         raise ConfigError(str(path), "no such config file")
+    if not path.is_file():
+        raise ConfigError(str(path), "not a file (a folder?); give the path of a benchmarks YAML file")
     try:
-        with path.open(encoding="utf-8") as fh:
-            return yaml.load(fh, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+            size = max(len(data), path.stat().st_size)
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read the file: {exc.strerror or exc}") from None
+    if size > MAX_FILE_BYTES:
+        raise ConfigError(str(path), f"the file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte (1 MiB) limit "
+                          "for a config file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}: byte {exc.start} (line {line})",
+                          f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+
+
+def load_yaml(path: Path) -> Any:
+    text = _read_text(path)
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except _DuplicateKey as exc:
-        raise ConfigError(f"{path}: line {exc.line}", f"duplicate key {exc.key!r} (each key may appear once)") from None
+        raise ConfigError(f"{path}: line {exc.line}", f"duplicate key {quote(exc.key)} (each key may appear once)") from None
+    except _Refused as exc:
+        raise ConfigError(f"{path}: line {exc.line}" if exc.line else str(path), exc.message) from None
+    except yaml.reader.ReaderError as exc:  # a control character: no mark, and its text names "<unicode string>"
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(f"{path}: line {line}", f"invalid YAML: character #x{exc.character:04x} is not allowed "
+                          "(control characters cannot appear in YAML)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}: line {mark.line + 1} column {mark.column + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(where, f"invalid YAML: {problem}") from None
+        raise ConfigError(where, f"invalid YAML: {' '.join(str(problem).split())}") from None
+    except (ValueError, OverflowError) as exc:
+        # A scalar the resolver took for a date or number but that is none (``2024-13-45``, 5,000 digits).
+        raise ConfigError(str(path), f"invalid YAML value: {' '.join(str(exc).split())}") from None
 
 
 # --- the file's shape -------------------------------------------------------------------------------------
@@ -146,13 +310,13 @@ def _gamma(value: Any) -> float | str:
     if value in ("learned", "optimal"):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{value!r}: gamma must be a number > 0 or 'learned' or 'optimal'")
+        raise ValueError(f"{quote(value)}: gamma must be a number > 0 or 'learned' or 'optimal'")
     return float(value)
 
 
 def _vgg_layer(value: Any) -> str:
-    if value not in PERCEPTUAL_LAYERS:
-        raise ValueError(f"{value!r}: unknown VGG19 layer{suggest(str(value), PERCEPTUAL_LAYERS)}")
+    if not isinstance(value, str) or value not in PERCEPTUAL_LAYERS:
+        raise ValueError(f"{quote(value)}: unknown VGG19 layer{suggest(_capped(str(value), QUOTE_LIMIT), PERCEPTUAL_LAYERS)}")
     return str(value)
 
 
@@ -324,12 +488,13 @@ class BenchmarkConfig(BaseModel):
         classmethod(lambda cls, v: _named_options(v))
     )
     _lists = field_validator("beta", "seeds", mode="before")(classmethod(lambda cls, v: _as_list(v)))
+    _variant_names = field_validator("models", mode="before")(_names("model variant"))
 
     @field_validator("beta", "seeds")
     @classmethod
     def _no_repeats(cls, value: list[Any]) -> list[Any]:
         if len(set(value)) != len(value):
-            raise ValueError(f"repeated values in {value}")
+            raise ValueError(f"repeated values in {quote(value)}")
         return value
 
     @model_validator(mode="after")
@@ -437,7 +602,8 @@ class SearchHeartbeat(BaseModel):
 def _one_named(value: Any) -> Any:
     value = _named_options(value)
     if isinstance(value, dict) and len(value) > 1:
-        raise ValueError(f"{', '.join(map(str, value))}: a search has one; give a name or {{name: {{options}}}}")
+        names = _capped(", ".join(map(str, value)), QUOTE_LIMIT)
+        raise ValueError(f"{names}: a search has one; give a name or {{name: {{options}}}}")
     return value
 
 
@@ -484,6 +650,9 @@ class ConfigFile(BaseModel):
     benchmarks: Annotated[dict[str, BenchmarkConfig], Field(min_length=1)]
     #: Optuna searches (``harness search``); checked against the benchmarks and plugins by ``harness.search``.
     searches: dict[str, SearchConfig] = Field(default_factory=dict)
+
+    _benchmark_names = field_validator("benchmarks", mode="before")(_names("benchmark"))
+    _search_names = field_validator("searches", mode="before")(_names("search"))
 
     @field_validator("benchmarks")
     @classmethod
@@ -537,7 +706,7 @@ def _explain(exc: ValidationError, source: str) -> ConfigError:
     loc = list(err["loc"])
     if err["type"] == "extra_forbidden":
         key = str(loc[-1])
-        return ConfigError(f"{source}: {key_path(loc)}", f"unknown key {key!r}{suggest(key, _fields_at(ConfigFile, loc[:-1]))}")
+        return ConfigError(f"{source}: {key_path(loc)}", f"unknown key {quote(key)}{suggest(key, _fields_at(ConfigFile, loc[:-1]))}")
     if err["type"] == "missing":
         return ConfigError(f"{source}: {key_path(loc)}", "required key is missing")
     where = f"{source}: {key_path(loc)}" if loc else source
@@ -546,13 +715,15 @@ def _explain(exc: ValidationError, source: str) -> ConfigError:
     msg = re.sub(r" or instance of \w+", "", err["msg"].removeprefix("Value error, "))
     msg = msg[0].lower() + msg[1:]
     # Our own validators' messages already quote the offending value.
-    return ConfigError(where, msg if err["type"] == "value_error" else f"{err.get('input')!r}: {msg}")
+    return ConfigError(where, msg if err["type"] == "value_error" else f"{quote(err.get('input'))}: {msg}")
 
 
 def parse_config(data: Any, source: str) -> ConfigFile:
     """Validate the shape of a loaded YAML document."""
     if not isinstance(data, Mapping):
-        raise ConfigError(source, "the file must be a mapping with a top-level 'benchmarks:' key")
+        what = {list: "a list", str: "a string", bool: "true or false", int: "a number", float: "a number"}.get(
+            type(data), "null" if data is None else f"a {type(data).__name__}")
+        raise ConfigError(source, f"the top level is {what}; the file must be a mapping with a top-level 'benchmarks:' key")
     try:
         return ConfigFile.model_validate(data)
     except ValidationError as exc:
@@ -567,8 +738,10 @@ def load_config(path: str | Path) -> ConfigFile:
 def choose_benchmarks(config: ConfigFile, names: Sequence[str], source: str) -> list[str]:
     """The benchmarks a run asked for: ``names``, or the default one, or the only one."""
     for name in names:
+        if not valid_name(name):  # a name is a folder under --out: never a path
+            raise ConfigError(f"{source}: --benchmark", f"{quote(name)} is not a valid benchmark name; names are {NAME_RULE}")
         if name not in config.benchmarks:
-            raise ConfigError(f"{source}: --benchmark", f"unknown benchmark {name!r}{suggest(name, config.benchmarks)}")
+            raise ConfigError(f"{source}: --benchmark", f"unknown benchmark {quote(name)}{suggest(name, config.benchmarks)}")
     if names:
         return list(dict.fromkeys(names))
     defaults = [n for n, b in config.benchmarks.items() if b.default]

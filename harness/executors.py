@@ -7,9 +7,6 @@ where the work happens. A worker that dies (segfault, OOM kill) fails its own ce
 
 from __future__ import annotations
 
-import os
-import threading
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -20,6 +17,7 @@ from typing import Any, Protocol
 
 from harness.grid import Cell
 from harness.plugins import Registry
+from harness.store import FINISHED, FreshRun, Store
 
 WORKER_DIED = (
     "worker process died while running this cell (killed by a signal: out of memory, a segfault or SIGKILL); "
@@ -41,6 +39,10 @@ class CellTask:
     progress: bool = False
     #: torch threads for this worker (None: torch's default).
     threads: int | None = None
+    #: The ``--fresh`` run this cell belongs to: a result it already wrote is kept, the cell is not redone.
+    fresh_run: FreshRun | None = None
+    #: Block on the cell's lock when another process holds it (instead of returning ``busy``).
+    wait: bool = False
 
     @property
     def cell_id(self) -> str:
@@ -67,11 +69,14 @@ _STATE = _WorkerState()
 
 
 def run_task(task: CellTask, registry: Registry | None = None) -> Outcome:
-    """Run one cell unless it is done or another process holds it; returns {"status": ..., "reason": ...}."""
+    """Run one cell unless it needs no run; returns {"status": ..., "reason": ...}.
+
+    Needs no run: done (under ``--fresh``: finished by this fresh run), or finished by another process while this
+    one waited for its lock. Another process holding the cell gives ``busy``, or with ``task.wait`` a wait for it.
+    """
     import torch
 
     from harness.runner import DataCache, run_cell
-    from harness.store import Store
 
     if task.threads:
         torch.set_num_threads(task.threads)
@@ -87,28 +92,60 @@ def run_task(task: CellTask, registry: Registry | None = None) -> Outcome:
         cache = _STATE.data[task.device] = DataCache(registry, device)
     store = Store(Path(task.out))
     cell = Cell.from_json(task.cell)
-    if task.fresh:
-        store.forget(cell)
-    if store.is_done(cell):
-        return {"status": "cached"}
-    with store.claim(cell) as claimed:
+    stored = _stored_outcome(store, cell, task)
+    if stored is not None:
+        return stored
+    seen = store.result_stamp(cell)
+    with store.claim(cell, wait=task.wait) as claimed:
         if not claimed:
             return {"status": "busy", "reason": "another process is running this cell"}
-        if store.is_done(cell):  # finished by another process while we waited
-            return {"status": "cached"}
-        meta = {"benchmark": task.benchmark, "primary_metric": task.primary_metric, "directions": task.directions}
+        stored = _stored_outcome(store, cell, task, waited=True, seen=seen)  # finished elsewhere while we waited
+        if stored is not None:
+            return stored
+        meta = {"benchmark": task.benchmark, "primary_metric": task.primary_metric, "directions": task.directions,
+                "torch_threads": torch.get_num_threads()}
+        if task.fresh:
+            # Only here, holding the lock: forgetting before it deleted what a concurrent run had just redone.
+            since = task.fresh_run.started_unix if task.fresh_run is not None else None
+            store.forget(cell, keep_checkpoint_since=since)
+        if task.fresh_run is not None:
+            meta["fresh_run"] = task.fresh_run.id
         result = run_cell(cell, meta, registry, store, cache, device, Path(task.out) / "cache", task.progress)
     return {"status": result["status"], "reason": result.get("reason")}
+
+
+def _stored_outcome(
+    store: Store, cell: Cell, task: CellTask, waited: bool = False, seen: int | None = None
+) -> Outcome | None:
+    """The outcome of a cell that needs no run, from its stored result; None when it must run.
+
+    ``waited``: called after taking the cell's lock, ``seen`` the result's stamp from before. A result another
+    process wrote meanwhile is that process's outcome, failed or not: running the cell again would do it twice.
+    """
+    result = store.redone(cell, task.fresh_run) if task.fresh_run is not None else store.result(cell)
+    if result is None or (task.fresh and task.fresh_run is None):
+        return None
+    status = result.get("status")
+    if status == "done":
+        return {"status": "cached"}
+    meanwhile = waited and store.result_stamp(cell) != seen
+    if status in FINISHED and (task.fresh_run is not None or meanwhile):
+        return {"status": status, "reason": result.get("reason")}
+    return None
 
 
 class LocalExecutor:
     """In-process and sequential: the default for one worker, and what tests and debuggers use."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, threads: int | None = None) -> None:
         self.registry = registry
+        #: torch threads for the cells, set in this process (None: leave the process's own)
+        self.threads = threads
 
     def run(self, tasks: list[CellTask], on_outcome: OnOutcome) -> None:
         for task in tasks:
+            if self.threads:
+                task = CellTask(**{**task.__dict__, "threads": self.threads})
             on_outcome(task, run_task(task, self.registry))
 
 
@@ -167,8 +204,6 @@ class PoolExecutor:
 
 def _record_crash(task: CellTask) -> Outcome:
     """Store a failed result for a cell whose worker died, unless the cell got to store its own result."""
-    from harness.store import Store
-
     store = Store(Path(task.out))
     cell = Cell.from_json(task.cell)
     existing = store.result(cell)
@@ -224,26 +259,3 @@ def _ray_entry(task: CellTask) -> Outcome:
         # Ray sets CUDA_VISIBLE_DEVICES to the GPU it granted: inside the task it is always cuda:0.
         task = CellTask(**{**task.__dict__, "device": "cuda:0"})
     return run_task(task)
-
-
-def progress_counter(total: int, enabled: bool, label: str) -> tuple[Counter[str], OnOutcome, Callable[[], None]]:
-    """One overall bar (done / failed / skipped / cached) shared by every executor."""
-    from tqdm.auto import tqdm
-
-    counts: Counter[str] = Counter()
-    lock = threading.Lock()
-    bar = tqdm(total=total, desc=label, unit="cell", disable=not enabled)
-
-    def on_outcome(task: CellTask, outcome: Outcome) -> None:
-        with lock:
-            counts[outcome["status"]] += 1
-            bar.update(1)
-            bar.set_postfix({k: counts[k] for k in ("done", "cached", "failed", "skipped", "busy") if counts.get(k)})
-
-    return counts, on_outcome, bar.close
-
-
-def cpu_threads_per_worker(workers: int) -> int:
-    """Split the cores so N CPU workers do not oversubscribe them."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, workers))

@@ -9,12 +9,23 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Mapping
+import math
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
-from harness.config import BenchmarkConfig, ConfigError, suggest
+import torch
+from torch.nn.modules.module import (
+    register_module_buffer_registration_hook,
+    register_module_module_registration_hook,
+    register_module_parameter_registration_hook,
+)
+from torch.nn.parameter import is_lazy
+
+from harness.config import BenchmarkConfig, ConfigError, quote, suggest
 from harness.options import validate_options
 from harness.plugins import Kind, Registry
 
@@ -73,6 +84,17 @@ class Cell:
         return f"{variant}{self.dataset} {prior} {self.regularizer}{beta} seed={self.seed}"
 
 
+#: Most combinations one plugin's list-valued options may make, and most cells one benchmark may have: each
+#: combination is built once at validation, and nobody trains 100,000 cells of one benchmark.
+MAX_COMBINATIONS = 10_000
+MAX_CELLS = 100_000
+
+
+class _TooManyCombinations(Exception):
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+
 def _axes(options: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Expand list-valued options into one options dict per combination."""
     keys = list(options)
@@ -80,24 +102,130 @@ def _axes(options: Mapping[str, Any]) -> list[dict[str, Any]]:
     for key, vals in zip(keys, values):
         if not vals:
             raise ValueError(key)
+    count = math.prod(len(v) for v in values)
+    if count > MAX_COMBINATIONS:
+        raise _TooManyCombinations(count)
     return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
 
 
 def _plugin(registry: Registry, kind: Kind, name: str, where: str) -> type[Any]:
     if name not in registry.plugins[kind]:
-        raise ConfigError(where, f"unknown {kind} {name!r}{suggest(name, registry.names(kind))}")
+        raise ConfigError(where, f"unknown {kind} {quote(name)}{suggest(str(name), registry.names(kind))}")
     return registry.get(kind, name)
 
 
+#: A plugin whose constructor registers more tensor elements (parameters and buffers) than this is refused at
+#: validation: 2**31 float32 elements are 8 GiB before gradients and Adam's moments triple them.
+MAX_ELEMENTS = 2**31
+#: ... or more submodules than this (a 1,000-coupling RealNVP has ~8,000): ``depth: 1e8`` makes Python objects,
+#: which the meta device does not spare.
+MAX_MODULES = 20_000
+
+
+class _TooLarge(Exception):
+    """Raised from a registration hook to stop building a plugin that is over MAX_ELEMENTS or MAX_MODULES."""
+
+
+@dataclass
+class _Tally:
+    elements: int = 0
+    modules: int = 0
+    over: str | None = None
+
+
+@contextmanager
+def _meta_build() -> Iterator[_Tally]:
+    """Plugins built in here get meta tensors (a shape, no memory), and building stops with _TooLarge once one
+    registers more than MAX_ELEMENTS tensor elements or MAX_MODULES submodules.
+
+    The registration hooks are global, so they count only this thread's registrations; the meta device is a
+    torch function mode, which is per thread already.
+    """
+    thread = threading.get_ident()
+    tally = _Tally()
+
+    def refuse(what: str) -> None:
+        tally.over = what
+        raise _TooLarge(what)
+
+    def on_tensor(module: torch.nn.Module, name: str, tensor: torch.Tensor | None) -> None:
+        if threading.get_ident() != thread or tensor is None or is_lazy(tensor):
+            return
+        tally.elements += tensor.numel()
+        if tally.elements > MAX_ELEMENTS:
+            refuse(f"more than {MAX_ELEMENTS:,} parameter and buffer elements ({MAX_ELEMENTS * 4 >> 30} GiB as float32)")
+
+    def on_module(module: torch.nn.Module, name: str, submodule: torch.nn.Module | None) -> None:
+        if threading.get_ident() != thread:
+            return
+        tally.modules += 1
+        if tally.modules > MAX_MODULES:
+            refuse(f"more than {MAX_MODULES:,} submodules")
+
+    handles = [
+        register_module_parameter_registration_hook(on_tensor),
+        register_module_buffer_registration_hook(on_tensor),
+        register_module_module_registration_hook(on_module),
+    ]
+    try:
+        with torch.device("meta"):
+            yield tally
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _needs_real_tensors(exc: Exception) -> bool:
+    """torch's way of saying an operation has no meta implementation (``.item()``, copying data out)."""
+    return isinstance(exc, (RuntimeError, NotImplementedError)) and "meta" in str(exc).lower()
+
+
+def _build_for_validation(cls: type[Any], kwargs: dict[str, Any]) -> None:
+    """Build the plugin as validation does: on the meta device, bounded; for real only when its constructor needs
+    real tensors (third-party plugins may read tensor values in ``__init__``)."""
+    error: Exception | None = None
+    with _meta_build() as tally:
+        try:
+            cls(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - decided below, outside the meta device
+            error = exc
+    if tally.over is not None:  # also when the constructor caught _TooLarge and raised an error of its own
+        raise _TooLarge(tally.over)
+    if error is not None:
+        if not _needs_real_tensors(error):
+            raise error
+        cls(**kwargs)
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as one line: its message, with the type unless it is the ValueError plugins are asked to raise."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    text = text if len(text) <= 300 else f"{text[:300]}… ({len(text):,} chars)"
+    return text if type(exc) is ValueError else f"{type(exc).__name__}: {text}"
+
+
+def _largest_option(options: Mapping[str, Any]) -> str:
+    sizes = {k: v for k, v in options.items() if isinstance(v, int) and not isinstance(v, bool)}
+    if not sizes:
+        return ""
+    key = max(sizes, key=lambda k: sizes[k])
+    return f" (its largest option is {key}: {sizes[key]:,})"
+
+
 def _constructed(cls: type[Any], options: dict[str, Any], where: str, **supplied: Any) -> dict[str, Any]:
-    """Build the plugin once: a constructor that rejects a value (ValueError) is bad input, not a crash later.
+    """Build the plugin once, on the meta device so that validation allocates nothing: a constructor that rejects
+    a value, or fails in any other way, is bad input now rather than a crash later; so is a model of absurd size.
 
     ``supplied`` are the arguments the harness passes itself (a prior's ``latent_dim``).
     """
     try:
-        cls(**supplied, **options)
-    except ValueError as exc:
-        raise ConfigError(where, f"{options!r}: {' '.join(str(exc).split())}") from None
+        _build_for_validation(cls, {**supplied, **options})
+    except _TooLarge as exc:
+        kind = getattr(cls, "name", cls.__name__)
+        raise ConfigError(where, f"{quote(options)}: {kind!r} would build {exc}{_largest_option(options)}",
+                          "make it smaller (fewer or narrower layers, fewer components)") from None
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - whatever a plugin's constructor raises is bad input
+        raise ConfigError(where, f"{quote(options)}: {_reason(exc)}") from None
     return options
 
 
@@ -107,11 +235,14 @@ def _variants(
     """One (options as written, options resolved) pair per combination of the list-valued options."""
     cls = _plugin(registry, kind, name, where)
     if not isinstance(options, Mapping):
-        raise ConfigError(where, f"{options!r}: options must be a mapping of option: value")
+        raise ConfigError(where, f"{quote(options)}: options must be a mapping of option: value")
     try:
         combos = _axes(options)
     except ValueError as exc:
         raise ConfigError(f"{where}.{exc}", "[]: an empty list gives no values to try") from None
+    except _TooManyCombinations as exc:
+        raise ConfigError(where, f"its list-valued options make {exc.count:,} combinations, more than the "
+                          f"{MAX_COMBINATIONS:,} one plugin may have", "write [[...]] for one list value") from None
     return [(combo, _constructed(cls, validate_options(cls, combo, where), where, **supplied)) for combo in combos]
 
 
@@ -146,7 +277,7 @@ def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -
     if bench.primary_metric is not None and bench.primary_metric not in directions:
         raise ConfigError(
             f"{at}.primary_metric",
-            f"unknown metric {bench.primary_metric!r}{suggest(bench.primary_metric, directions)}",
+            f"unknown metric {quote(bench.primary_metric)}{suggest(bench.primary_metric, directions)}",
             "metrics come from the benchmark's evaluators: <evaluator> or <evaluator>.<key>",
         )
     _check_claims(bench, directions, at)
@@ -171,6 +302,8 @@ def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -
             for r, raw in reg_specs.items()
             for _, opts in _variants(registry, "regularizer", r, raw, f"{v_at}.regularizers.{r}")
         ]
+        grid = len(datasets) * len(priors) * len(regularizers) * len(bench_betas) * len(bench.seeds)
+        _check_cell_count(len(cells) + grid, at)
         for (ds, ds_opts), (prior, p_given, p_opts), (reg, r_opts) in itertools.product(datasets, priors, regularizers):
             reg_cls = registry.get("regularizer", reg)
             betas: list[float | None] = list(bench_betas) if reg_cls.uses_beta else [None]
@@ -199,6 +332,13 @@ def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -
     return cells
 
 
+def _check_cell_count(count: int, at: str) -> None:
+    """Before the cells are made: an upper bound on how many there will be (β counts even for ``none``)."""
+    if count > MAX_CELLS:
+        raise ConfigError(at, f"the grid makes up to {count:,} cells, more than the {MAX_CELLS:,} a benchmark may have",
+                          "split it into several benchmarks or use fewer values per axis")
+
+
 def _check_claims(bench: BenchmarkConfig, directions: Mapping[str, str], at: str) -> None:
     """Claims may only name metrics the benchmark measures and model variants it defines."""
     variants = set(bench.models or {})
@@ -208,6 +348,6 @@ def _check_claims(bench: BenchmarkConfig, directions: Mapping[str, str], at: str
                 continue
             metric = side.metric or claim.metric
             if metric not in directions:
-                raise ConfigError(f"{at}.claims[{i}].{side_name}", f"unknown metric {metric!r}{suggest(str(metric), directions)}")
+                raise ConfigError(f"{at}.claims[{i}].{side_name}", f"unknown metric {quote(metric)}{suggest(str(metric), directions)}")
             if side.model is not None and side.model not in variants:
-                raise ConfigError(f"{at}.claims[{i}].{side_name}.model", f"unknown model {side.model!r}{suggest(side.model, variants)}")
+                raise ConfigError(f"{at}.claims[{i}].{side_name}.model", f"unknown model {quote(side.model)}{suggest(side.model, variants)}")

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shlex
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from tabulate import tabulate
 
 from harness.claims import claims_section
 from harness.figures import metric_bars, metric_vs_beta, samples_overview
+from harness.paths import temp_sibling, under, write_atomic
 from harness.store import Store
 
 GROUP = ["benchmark", "model", "dataset", "prior", "prior_options", "regularizer", "beta"]
@@ -100,7 +104,8 @@ def render(out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     results = Store(out_dir).results()
     long = long_table(results, out_dir / "cells")
-    long.to_csv(out_dir / "results.csv", index=False)
+    # Atomic: a reader (a notebook, a dashboard) polling these files during a run never sees them half written.
+    write_atomic(under(out_dir, "results.csv"), long.to_csv(index=False))
     provenance = _read_json(out_dir / "provenance.json")
 
     lines: list[str] = []
@@ -111,6 +116,7 @@ def render(out_dir: Path) -> Path:
         description = provenance.get("descriptions", {}).get(bench)
         if description:
             lines.append(f"{description}\n")
+        lines.append(_missing_note(provenance, bench, results, Store(out_dir).fresh_run() is not None))
         done = [r for r in mine if r["status"] == "done"]
         if done:
             primary = done[-1]["primary_metric"]
@@ -136,9 +142,35 @@ def render(out_dir: Path) -> Path:
         lines.append(_problem_section("Skipped cells", [r for r in mine if r["status"] == "skipped"]))
         lines.append(_problem_section("Pruned cells", [r for r in mine if r["status"] == "pruned"]))
     lines.append(_provenance_section(provenance, [r for r in results if r["status"] == "done"]))
-    path = out_dir / "leaderboard.md"
-    path.write_text("\n".join(line for line in lines if line), encoding="utf-8")
+    path = under(out_dir, "leaderboard.md")
+    write_atomic(path, "\n".join(line for line in lines if line))
     return path
+
+
+def _missing_note(
+    provenance: dict[str, Any], bench: str, results: list[dict[str, Any]], fresh_unfinished: bool
+) -> str:
+    """Say how many cells the last run that trained planned but this folder holds no done (or skipped) result for:
+    a leaderboard of an unfinished run must not read as the whole benchmark.
+
+    ``fresh_unfinished``: an interrupted ``--fresh`` run is recorded here, which its own command continues.
+    """
+    planned = provenance.get("planned_cells", {}).get(bench)
+    if not planned:
+        return ""
+    # Any benchmark's result counts: a cell shared by two benchmarks is one cell, and the runner skips it as done.
+    finished = {r["cell"]["cell_id"] for r in results if r.get("status") in ("done", "skipped")}
+    missing = sum(1 for cell_id in planned if cell_id not in finished)
+    if not missing:
+        return ""
+    command = str(provenance.get("command", "harness run ..."))
+    try:
+        # A finished --fresh run is not continued by --fresh (that would redo every cell again): drop it then.
+        command = shlex.join(w for w in shlex.split(command) if fresh_unfinished or w != "--fresh")
+    except ValueError:  # not a command line shlex can read: show it as recorded
+        pass
+    return (f"**{missing} of {len(planned)} cells are missing (not yet run or failed)**: rerun `{command}` "
+            "to finish.\n")
 
 
 def _label(cell: dict[str, Any], with_seed: bool = True) -> str:
@@ -153,12 +185,25 @@ def _figures_section(
     out_dir: Path, bench: str, frame: pd.DataFrame, primary: str, directions: dict[str, str], done: list[dict[str, Any]]
 ) -> str:
     direction = directions.get(primary, "min")
-    vs_beta = metric_vs_beta(frame, primary, direction, out_dir / f"{bench}-{primary}-vs-beta.png")
-    bars = metric_bars(frame, primary, direction, out_dir / f"{bench}-{primary}.png")
-    overview = samples_overview(out_dir, done, out_dir / f"{bench}-samples.png")
+    vs_beta = _atomic_figure(lambda p: metric_vs_beta(frame, primary, direction, p),
+                             under(out_dir, f"{bench}-{primary}-vs-beta.png"))
+    bars = _atomic_figure(lambda p: metric_bars(frame, primary, direction, p), under(out_dir, f"{bench}-{primary}.png"))
+    overview = _atomic_figure(lambda p: samples_overview(out_dir, done, p), under(out_dir, f"{bench}-samples.png"))
     figures = ((f"{primary} against β", vs_beta), (primary, bars), ("samples", overview))
     links = [f"![{name}]({p.name})" for name, p in figures if p is not None]
     return "## Figures\n\n" + "\n\n".join(links) + "\n" if links else ""
+
+
+def _atomic_figure(draw: Callable[[Path], Path | None], path: Path) -> Path | None:
+    """``draw`` into a temporary file next to ``path``, then move it into place (or return None: nothing drawn)."""
+    tmp = temp_sibling(path)
+    try:
+        if draw(tmp) is None:
+            return None
+        os.replace(tmp, path)
+        return path
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _latent_section(out_dir: Path, options: dict[str, Any] | None, done: list[dict[str, Any]]) -> str:

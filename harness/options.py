@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from harness.config import ConfigError, first_error, key_path, suggest
+from harness.config import ConfigError, first_error, key_path, quote, suggest
 
 #: Constructor parameters the harness passes itself, never taken from YAML.
 HARNESS_SUPPLIED = frozenset({"latent_dim"})
@@ -44,7 +44,7 @@ def validate_options(cls: type, options: Mapping[str, Any], where: str) -> dict[
     """The fully resolved options (defaults filled in) or a ConfigError naming the bad option."""
     model = options_model(cls)
     if not isinstance(options, Mapping):
-        raise ConfigError(where, f"{options!r}: options must be a mapping of option: value")
+        raise ConfigError(where, f"{quote(options)}: options must be a mapping of option: value")
     try:
         validated = model.model_validate(dict(options))
     except ValidationError as exc:
@@ -55,9 +55,9 @@ def validate_options(cls: type, options: Mapping[str, Any], where: str) -> dict[
         if err["type"] == "extra_forbidden":
             key = str(loc[-1])
             return_hint = suggest(key, model.model_fields)
-            raise ConfigError(here, f"unknown option {key!r} for {kind!r}{return_hint}") from None
+            raise ConfigError(here, f"unknown option {quote(key)} for {kind!r}{return_hint}") from None
         if err["type"] == "missing":
             raise ConfigError(here, f"required option of {kind!r} is missing") from None
         msg = err["msg"].removeprefix("Value error, ")
-        raise ConfigError(here, f"{err.get('input')!r}: {msg[0].lower() + msg[1:]}") from None
+        raise ConfigError(here, f"{quote(err.get('input'))}: {msg[0].lower() + msg[1:]}") from None
     return validated.model_dump(mode="json")

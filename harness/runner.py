@@ -7,11 +7,12 @@ and the others go on; finished cells are skipped on a rerun.
 from __future__ import annotations
 
 import json
+import sys
 import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,14 @@ import torch
 
 from harness.api import DataSplit, EvalData, PluginUnavailable
 from harness.config import BenchmarkConfig, ConfigError, ModelVariant
-from harness.executors import CellTask, Executor, LocalExecutor, progress_counter
+from harness.executors import CellTask, Executor, LocalExecutor
 from harness.grid import Cell, expand, metric_directions, primary_metric
 from harness.perceptual import perceptual_weights
 from harness.plugins import Registry
+from harness.progress import progress_counter, reporting, stages
 from harness.provenance import git_commit
 from harness.samples import save_samples
-from harness.store import Store
+from harness.store import FreshRun, Store
 from harness.train import build_model, fit_post_hoc, train
 
 OnEpoch = Callable[[int, dict[str, float]], None]
@@ -105,11 +107,14 @@ class DataCache:
         return self._splits[key]
 
 
-def _evaluate(cell: Cell, registry: Registry, view: Any, data: EvalData) -> dict[str, float]:
+def _evaluate(cell: Cell, registry: Registry, view: Any, data: EvalData, progress: bool = False) -> dict[str, float]:
+    """Every evaluator of ``cell``; with ``progress`` each one is announced (evaluation can take minutes) and the
+    evaluators' own bars (classifier training, sample generation) may show."""
     metrics: dict[str, float] = {}
-    for ev, options in cell.evaluators.items():
+    for ev in stages(list(cell.evaluators), cell.label, progress):
+        options = cell.evaluators[ev]
         torch.manual_seed(cell.seed)
-        with torch.inference_mode():
+        with torch.inference_mode(), reporting(progress):
             values = registry.get("evaluator", ev)(**options).evaluate(view, data)
         for key, value in values.items():
             metrics[f"{ev}.{key}" if key else ev] = float(value)
@@ -140,6 +145,7 @@ def run_cell(
     workdir = store.cell_dir(cell)
     store.write_config(cell)
     started = time.perf_counter()
+    notes: list[str] = []  # what a reader should know about how this result came about (a discarded checkpoint)
     try:
         train_split, test_split = data.get(cell)
         data_shape = tuple(train_split.x.shape[1:])
@@ -151,17 +157,17 @@ def run_cell(
             return result
         torch.manual_seed(cell.seed)
         model = build_model(cell, registry, data_shape, device)
-        history = train(cell, model, train_split, workdir, progress=progress, on_epoch=on_epoch)
+        history = train(cell, model, train_split, workdir, progress=progress, on_epoch=on_epoch, notes=notes)
         fit_post_hoc(model, train_split, cell.seed)
         view = model.view(cell, data_shape, device, workdir)
         eval_data = EvalData(cell.dataset, cell.dataset_options, train_split, test_split, cache_dir)
-        metrics = {**_evaluate(cell, registry, view, eval_data), **model.likelihood.learned()}
+        metrics = {**_evaluate(cell, registry, view, eval_data, progress), **model.likelihood.learned()}
         if cell.sample_grid:
             torch.manual_seed(cell.seed)
             save_samples(view, test_split, workdir / "samples.png", cell.sample_grid)
     except CellPruned as exc:
         result = {**base, "status": "pruned", "reason": str(exc), "seconds": round(time.perf_counter() - started, 3)}
-        store.write_result(cell, result)
+        store.write_result(cell, _noted(result, notes))
         return result
     except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the run goes on
         (workdir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
@@ -169,7 +175,7 @@ def run_cell(
             torch.cuda.empty_cache()
         result = {**base, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
         result["seconds"] = round(time.perf_counter() - started, 3)
-        store.write_result(cell, result)
+        store.write_result(cell, _noted(result, notes))
         return result
     result = {
         **base,
@@ -179,10 +185,14 @@ def run_cell(
         "seconds": round(time.perf_counter() - started, 3),
         "device": str(device),
         # Per cell: a results folder filled over several runs holds cells of several commits.
-        "git_commit": git_commit(Path.cwd()),
+        "git_commit": git_commit(),  # the harness code this process runs, whatever the cwd
     }
-    store.write_result(cell, result)
+    store.write_result(cell, _noted(result, notes))
     return result
+
+
+def _noted(result: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    return {**result, "notes": notes} if notes else result
 
 
 def run_plan(
@@ -194,29 +204,60 @@ def run_plan(
     progress: bool = True,
     executor: Executor | None = None,
 ) -> Counter[str]:
-    """Run every cell of ``plan`` not yet done; returns counts by status (done, failed, skipped, cached, busy).
+    """Run every cell of ``plan`` not yet done; returns counts by status (done, failed, skipped, cached).
 
     ``executor`` defaults to in-process; cells that are already done are never handed to it.
+
+    Several runs may share one out folder. A cell another process is running is not skipped: it is set aside,
+    and once the other cells are through this run waits for its lock, then takes that process's outcome (or, if
+    it died, runs the cell itself, resuming from its checkpoint). So a return means every cell has an outcome in
+    the store, and ``busy`` never appears in the counts.
+
+    ``fresh`` redoes every cell once: it records the fresh run in the store (``Store.begin_fresh_run``), or joins
+    the unfinished one recorded there (interrupted, or running in another process), so a cell it already redid
+    is kept; the record is dropped once every cell has been through. An exception (Ctrl-C) keeps the record.
     """
     executor = executor or LocalExecutor(registry)
     local = isinstance(executor, LocalExecutor)
     meta = {"primary_metric": primary_metric(plan.config, plan.directions), "directions": plan.directions}
     # Seed by seed: a run stopped halfway has already covered every configuration at least once.
     cells = sorted(plan.cells, key=lambda c: c.seed)
+    run = _begin_fresh_run(store, cells) if fresh else None
     tasks = [
         CellTask(cell.to_json(), plan.name, out=str(store.root), device=str(device), fresh=fresh,
-                 progress=progress and local, **meta)
+                 progress=progress and local, fresh_run=run, **meta)
         for cell in cells
     ]
     counts, on_outcome, close = progress_counter(len(tasks), progress, plan.name)
     todo = []
     for task, cell in zip(tasks, cells):
-        if not fresh and store.is_done(cell):
+        # Under --fresh, done means done by this fresh run (in this process, an earlier one or a concurrent one).
+        if store.is_done(cell) and (run is None or store.redone(cell, run) is not None):
             on_outcome(task, {"status": "cached"})
         else:
             todo.append(task)
+    held_elsewhere: list[CellTask] = []
+
+    def first_pass(task: CellTask, outcome: dict[str, Any]) -> None:
+        if outcome["status"] == "busy":
+            held_elsewhere.append(task)
+        else:
+            on_outcome(task, outcome)
+
     try:
-        executor.run(todo, on_outcome)
+        executor.run(todo, first_pass)
+        executor.run([replace(task, wait=True) for task in held_elsewhere], on_outcome)
     finally:
         close()
+    if run is not None:
+        store.end_fresh_run(run)
     return counts
+
+
+def _begin_fresh_run(store: Store, cells: list[Cell]) -> FreshRun:
+    run, joined = store.begin_fresh_run(cells)
+    if joined:
+        redone = sum(1 for cell in cells if store.redone(cell, run) is not None)
+        print(f"{store.root}: continuing the fresh run started at {run.started} ({redone} cells already redone)",
+              file=sys.stderr)
+    return run

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from harness.api import DataSplit, TrainedModel
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def save_samples(model: TrainedModel, test: DataSplit, path: Path, n: int) -> None:
@@ -22,17 +26,29 @@ def save_samples(model: TrainedModel, test: DataSplit, path: Path, n: int) -> No
         samples = samples.repeat_interleave(scale, dim=-1).repeat_interleave(scale, dim=-2)
         save_image(samples, path, nrow=max(1, int(math.sqrt(n))), padding=1)
         return
+    fig = scatter_figure(test.x.float().cpu(), samples)
+    fig.savefig(path)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def scatter_figure(data: torch.Tensor, samples: torch.Tensor) -> Figure:
+    """Prior samples (red) over the test points (grey), equal axes; the legend sits above the axes, off the data."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
-    data = test.x.float().cpu()
+    fig, ax = plt.subplots(figsize=(4, 4.3), dpi=100)
     ax.scatter(data[:, 0], data[:, 1], s=2, alpha=0.3, label="test data", color="0.6")
-    ax.scatter(samples[:, 0], samples[:, 1], s=4, alpha=0.8, label="samples", color="tab:red")
-    ax.legend(loc="upper right", fontsize=7)
+    ax.scatter(samples[:, 0], samples[:, 1], s=4, alpha=0.8, label="prior samples, decoded", color="tab:red")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=7, frameon=False, markerscale=2)
     ax.set_aspect("equal")
+    # A 4-inch panel fits about five tick labels per axis; the default locator put up to nine on a wide x range.
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(nbins=5))
+    ax.tick_params(labelsize=9)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig

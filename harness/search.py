@@ -583,13 +583,17 @@ def run(
     workers: int = 1,
     device: Any = "cpu",
     quiet: bool = False,
+    threads: int | str = "auto",
 ) -> Summary:
-    """Bring the study to ``trials`` finished trials (default: the search's), then write the reports into ``out``."""
+    """Bring the study to ``trials`` finished trials (default: the search's), then write the reports into ``out``.
+
+    ``threads``: torch threads per worker, or ``auto`` (see ``harness.threads.choose_threads``).
+    """
     import torch
 
     from harness import provenance
-    from harness.executors import cpu_threads_per_worker
     from harness.store import write_json_atomic
+    from harness.threads import apply, choose_threads
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     device = torch.device(device)
@@ -609,18 +613,22 @@ def run(
             for point in search.config.enqueue:
                 study.enqueue_trial(point)
         _reap(study, storage, search.config.heartbeat.max_retry)
+    # Chosen once, and set here too (the in-process worker trains here) before provenance records the count.
+    choice = choose_threads(workers, threads)
+    print(choice.describe(), file=sys.stderr)
+    apply(choice)
     prov = provenance.collect(Path(search.source), device)
     prov["descriptions"] = {search.name: search.config.description}
     prov["study"] = {"name": name, "storage": _shown(spec_text)}
     write_json_atomic(out / "provenance.json", prov)
 
     device_text = str(device)
-    base = WorkerSpec(search.source, search.name, spec_text, name, str(out), total, device_text, 0, quiet=quiet)
+    base = WorkerSpec(search.source, search.name, spec_text, name, str(out), total, device_text, 0,
+                      threads=choice.threads, quiet=quiet)
     if workers == 1:
         work(base, registry, search)
     else:
-        threads = cpu_threads_per_worker(workers) if device_text.startswith("cpu") else None
-        specs = [replace(base, index=i, threads=threads) for i in range(workers)]
+        specs = [replace(base, index=i) for i in range(workers)]
         _supervise(specs, storage, study, search, quiet)
 
     study = optuna.load_study(study_name=name, storage=storage.optuna)
@@ -756,19 +764,51 @@ def _reason(trial: FrozenTrial, retried_as: Mapping[int, int]) -> str:
     return reason
 
 
+def _write_trials_csv(study: optuna.Study, trials: list[FrozenTrial], direction: str, path: Path) -> None:
+    """Optuna's trials table, with ``value`` only where it is the objective (complete trials).
+
+    Optuna stores a pruned trial's last intermediate value as its value: the training reconstruction term (negated
+    for a maximised objective), not the objective. That goes to ``pruned_at_epoch`` and
+    ``pruned_train_reconstruction`` (as training computed it), so no reader ranks it next to real objectives.
+    """
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frame = study.trials_dataframe()
+    if frame.empty:
+        frame.to_csv(path, index=False)
+        return
+    sign = 1.0 if direction == "minimize" else -1.0
+    by_number = {t.number: t for t in trials}
+    epochs: list[int | None] = []
+    terms: list[float | None] = []
+    for number in frame["number"]:
+        trial = by_number[int(number)]
+        pruned = trial.state == TrialState.PRUNED and trial.intermediate_values
+        last = max(trial.intermediate_values) if pruned else None
+        epochs.append(last)
+        terms.append(None if last is None else sign * trial.intermediate_values[last])
+    complete = [by_number[int(n)].state == TrialState.COMPLETE for n in frame["number"]]
+    frame["value"] = frame["value"].where(complete)
+    at = frame.columns.get_loc("value") + 1
+    frame.insert(at, "pruned_at_epoch", pd.Series(epochs, index=frame.index, dtype="Int64"))
+    frame.insert(at + 1, "pruned_train_reconstruction", pd.Series(terms, index=frame.index, dtype="float64"))
+    frame.to_csv(path, index=False)
+
+
 def write_reports(study: optuna.Study, search: Search, out: Path, storage_shown: str) -> FrozenTrial | None:
     """trials.csv, importances.csv, the plots, best.md and best.yaml; returns the best trial (None yet)."""
     from tabulate import tabulate
 
     trials = study.get_trials(deepcopy=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        study.trials_dataframe().to_csv(out / "trials.csv", index=False)
+    _write_trials_csv(study, trials, search.direction, out / "trials.csv")
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     importances = _importances(study, complete)
     rows = sorted((importances or {}).items(), key=lambda kv: -kv[1])
+    # float(): fANOVA hands back numpy floats, whose repr is `np.float64(0.5)`, not a number a CSV reader parses.
     (out / "importances.csv").write_text(
-        "parameter,importance\n" + "".join(f"{k},{v!r}\n" for k, v in rows), encoding="utf-8"
+        "parameter,importance\n" + "".join(f"{k},{float(v)!r}\n" for k, v in rows), encoding="utf-8"
     )
     plots = _plots(search, trials, importances, out)
     counts = tally(trials)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from harness.config import (
+    NAME_RULE,
     BenchmarkConfig,
     ConfigError,
     ConfigFile,
@@ -28,7 +29,9 @@ from harness.config import (
     SearchParam,
     TrainConfig,
     first_error,
+    quote,
     suggest,
+    valid_name,
 )
 from harness.grid import Cell, expand, metric_directions
 from harness.options import options_model, validate_options
@@ -117,7 +120,7 @@ class Search:
         except ValidationError as exc:
             err = first_error(exc)
             where = ".".join(str(p) for p in err["loc"])
-            raise TrialError(f"{where}: {err.get('input')!r}: {err['msg']}") from None
+            raise TrialError(f"{where}: {quote(err.get('input'))}: {err['msg']}") from None
         try:
             cells = expand(self.bench_name, bench, registry, self.source)
         except ConfigError as exc:
@@ -201,20 +204,22 @@ def resolve(config: ConfigFile, name: str | None, registry: Registry, source: st
         if len(config.searches) != 1:
             raise ConfigError(f"{source}: --search", "name the search to run" + suggest("", config.searches))
         name = next(iter(config.searches))
+    if not valid_name(name):  # a search's name is a folder (leaderboards/search-NAME) and a study name
+        raise ConfigError(f"{source}: --search", f"{quote(name)} is not a valid search name; names are {NAME_RULE}")
     if name not in config.searches:
-        raise ConfigError(f"{source}: --search", f"unknown search {name!r}{suggest(name, config.searches)}")
+        raise ConfigError(f"{source}: --search", f"unknown search {quote(name)}{suggest(name, config.searches)}")
     search = config.searches[name]
     at = f"{source}: searches.{name}"
     if search.benchmark not in config.benchmarks:
-        raise ConfigError(f"{at}.benchmark", f"unknown benchmark {search.benchmark!r}{suggest(search.benchmark, config.benchmarks)}")
+        raise ConfigError(f"{at}.benchmark", f"unknown benchmark {quote(search.benchmark)}{suggest(search.benchmark, config.benchmarks)}")
     bench = config.benchmarks[search.benchmark]
     if search.dataset is None:
         if len(bench.datasets) > 1:
-            raise ConfigError(f"{at}.dataset", f"benchmark {search.benchmark!r} has several datasets; pick one"
+            raise ConfigError(f"{at}.dataset", f"benchmark {quote(search.benchmark)} has several datasets; pick one"
                               + suggest("", bench.datasets))
         dataset = next(iter(bench.datasets))
     elif search.dataset not in bench.datasets:
-        raise ConfigError(f"{at}.dataset", f"{search.dataset!r} is not a dataset of benchmark {search.benchmark!r}"
+        raise ConfigError(f"{at}.dataset", f"{quote(search.dataset)} is not a dataset of benchmark {quote(search.benchmark)}"
                           + suggest(search.dataset, bench.datasets))
     else:
         dataset = search.dataset
@@ -222,12 +227,12 @@ def resolve(config: ConfigFile, name: str | None, registry: Registry, source: st
     reg, _ = _one(search.regularizer)
     for kind, plugin, key in (("prior", prior, "prior"), ("regularizer", reg, "regularizer")):
         if plugin not in registry.plugins[kind]:
-            raise ConfigError(f"{at}.{key}", f"unknown {kind} {plugin!r}{suggest(plugin, registry.names(kind))}")
+            raise ConfigError(f"{at}.{key}", f"unknown {kind} {quote(plugin)}{suggest(plugin, registry.names(kind))}")
     for kind, plugin, options in (("prior", prior, search.prior[prior]), ("regularizer", reg, search.regularizer[reg])):
         validate_options(registry.get(kind, plugin), options, f"{at}.{kind}.{plugin}")
     uses_beta = bool(registry.get("regularizer", reg).uses_beta)
     if search.beta is None and "beta" not in search.space and uses_beta and len(bench.beta) > 1:
-        raise ConfigError(f"{at}.beta", f"benchmark {search.benchmark!r} has several β ({bench.beta}); give one or search beta")
+        raise ConfigError(f"{at}.beta", f"benchmark {quote(search.benchmark)} has several β ({quote(bench.beta)}); give one or search beta")
 
     paths = known_paths(search, bench, registry)
     for path in search.space:
@@ -235,17 +240,17 @@ def resolve(config: ConfigFile, name: str | None, registry: Registry, source: st
             raise ConfigError(f"{at}.space.beta", f"the {reg!r} regularizer ignores β, so there is nothing to search",
                               "search beta with a regularizer that uses it (kl, adversarial)")
         if path not in paths:
-            raise ConfigError(f"{at}.space.{path}", f"unknown parameter {path!r}{suggest(path, paths)}", _ROOTS_HELP)
+            raise ConfigError(f"{at}.space.{path}", f"unknown parameter {quote(path)}{suggest(path, paths)}", _ROOTS_HELP)
 
     evaluators = search.evaluators or bench.evaluators
     for ev in search.evaluators or {}:
         if ev not in registry.plugins["evaluator"]:
-            raise ConfigError(f"{at}.evaluators.{ev}", f"unknown evaluator {ev!r}{suggest(ev, registry.names('evaluator'))}")
+            raise ConfigError(f"{at}.evaluators.{ev}", f"unknown evaluator {quote(ev)}{suggest(ev, registry.names('evaluator'))}")
     directions = metric_directions(registry, {ev: {} for ev in evaluators if ev in registry.plugins["evaluator"]})
     metric = search.objective.metric
     if metric not in directions:
-        owner = f"searches.{name}.evaluators" if search.evaluators else f"benchmark {search.benchmark!r}"
-        raise ConfigError(f"{at}.objective.metric", f"unknown metric {metric!r}{suggest(metric, directions)}",
+        owner = f"searches.{name}.evaluators" if search.evaluators else f"benchmark {quote(search.benchmark)}"
+        raise ConfigError(f"{at}.objective.metric", f"unknown metric {quote(metric)}{suggest(metric, directions)}",
                           f"metrics come from the evaluators of {owner}: <evaluator> or <evaluator>.<key>")
     natural = "minimize" if directions[metric] == "min" else "maximize"
     direction = search.objective.direction or natural
@@ -257,7 +262,7 @@ def resolve(config: ConfigFile, name: str | None, registry: Registry, source: st
             if path not in search.space:
                 raise ConfigError(f"{at}.enqueue[{i}].{path}", f"not a searched parameter{suggest(path, search.space)}")
             if not _in_space(search.space[path], value):
-                raise ConfigError(f"{at}.enqueue[{i}].{path}", f"{value!r} is outside the searched range or choices")
+                raise ConfigError(f"{at}.enqueue[{i}].{path}", f"{quote(value)} is outside the searched range or choices")
 
     found = Search(name, search, source, search.benchmark, bench, dataset, prior, reg, metric, direction,
                    directions)
@@ -277,4 +282,4 @@ def _check_space(search: Search, registry: Registry) -> None:
             try:
                 search.cell({path: value}, registry)
             except TrialError as exc:
-                raise ConfigError(f"{search.at}.space.{path}", f"{what} {value!r} is rejected: {exc}") from None
+                raise ConfigError(f"{search.at}.space.{path}", f"{what} {quote(value)} is rejected: {exc}") from None

@@ -8,8 +8,10 @@ Both use Adam; a checkpoint after each epoch lets an interrupted cell resume whe
 
 from __future__ import annotations
 
+import copy
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from harness.grid import Cell
 from harness.likelihoods import Likelihood, build_likelihood
 from harness.perceptual import PerceptualLoss, build_perceptual
 from harness.plugins import Registry
+from harness.progress import bars_enabled
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -216,6 +219,52 @@ def _restore(model: Model, state: dict[str, Any]) -> tuple[int, list[dict[str, f
     return int(state["epoch"]) + 1, list(state["history"])
 
 
+def _resume(
+    cell: Cell, model: Model, path: Path, device: torch.device, notes: list[str]
+) -> tuple[int, list[dict[str, float]]]:
+    """(first epoch to run, history so far) from the checkpoint at ``path``; (0, []) when there is none.
+
+    An unreadable checkpoint (truncated, garbage, another model's) would fail the cell on every rerun: it is
+    set aside (``_set_aside``) and the cell trains from scratch, saying so on stderr and in ``notes``.
+    """
+    if not path.exists():
+        return 0, []
+    try:
+        start, history = _load_checkpoint(model, path, device)
+    except torch.cuda.OutOfMemoryError:
+        raise  # the checkpoint is fine, the device is full
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, the cell can still be trained
+        notes.append(_set_aside(cell, path, exc))
+        return 0, []
+    epochs = int(cell.train["epochs"])
+    if start < epochs:
+        tqdm.write(f"{cell.label}: resuming at epoch {start + 1} of {epochs} from its checkpoint", file=sys.stderr)
+    else:
+        tqdm.write(f"{cell.label}: its checkpoint holds all {epochs} epochs; evaluating it", file=sys.stderr)
+    return start, history
+
+
+def _load_checkpoint(model: Model, path: Path, device: torch.device) -> tuple[int, list[dict[str, float]]]:
+    """Restore ``model`` from ``path``; on failure the model is as it was (never half restored)."""
+    state = torch.load(path, map_location=device, weights_only=True)
+    blank = copy.deepcopy(_checkpoint(model, -1, []))  # a restore can fail after loading some modules
+    try:
+        return _restore(model, state)
+    except Exception:
+        _restore(model, blank)
+        raise
+
+
+def _set_aside(cell: Cell, path: Path, exc: Exception) -> str:
+    """Move an unloadable checkpoint to ``checkpoint.pt.corrupt`` (one copy: the latest), warn; returns the note."""
+    corrupt = path.with_name(f"{path.name}.corrupt")
+    os.replace(path, corrupt)
+    why = (str(exc).strip().splitlines() or [""])[0][:200]
+    note = f"{path.name} could not be loaded ({type(exc).__name__}: {why}); moved to {corrupt.name}, trained from scratch"
+    tqdm.write(f"warning: {cell.label}: {note}", file=sys.stderr)
+    return note
+
+
 def encode_means(model: Model, data: DataSplit, batch_size: int = 1024) -> Tensor:
     """Posterior means E[q(z|x)] of a whole split, batched."""
     with torch.inference_mode():
@@ -275,22 +324,23 @@ def train(
     workdir: Path,
     progress: bool = True,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    notes: list[str] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` on ``data`` (already on the model's device); resume from ``workdir`` when possible.
 
     Returns the per-epoch mean of each loss term. ``on_epoch`` is called after each epoch's checkpoint.
+    ``notes`` receives a line for the cell's result when its checkpoint had to be discarded.
     """
     epochs, batch_size = int(cell.train["epochs"]), int(cell.train["batch_size"])
     beta = float(cell.beta or 0.0)
     ckpt_path = workdir / CHECKPOINT
-    start, history = 0, []
-    if ckpt_path.exists():
-        start, history = _restore(model, torch.load(ckpt_path, map_location=data.x.device, weights_only=True))
+    start, history = _resume(cell, model, ckpt_path, data.x.device, notes if notes is not None else [])
     model.train(True)
     n = len(data)
     steps = (n + batch_size - 1) // batch_size
     bar = tqdm(
-        total=epochs * steps, initial=start * steps, desc=cell.label, unit="step", leave=False, disable=not progress
+        total=epochs * steps, initial=start * steps, desc=cell.label, unit="step", leave=False,
+        disable=not bars_enabled(progress),
     )
     with bar:
         for epoch in range(start, epochs):

@@ -216,7 +216,7 @@ BAD_CONFIGS = [
     pytest.param(
         "- benchmarks\n- b\n", ["the file must be a mapping with a top-level 'benchmarks:' key"], id="file-is-a-list"
     ),
-    pytest.param("", ["the file must be a mapping"], id="file-is-empty"),
+    pytest.param("", ["the file is empty", "a mapping with a top-level 'benchmarks:' key"], id="file-is-empty"),
     # --- plugin names (with close-match suggestions and the known names) ---
     pytest.param(
         bench(priors="{gausian: {}}"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -162,19 +163,25 @@ def test_a_run_with_variants_writes_claims_the_beta_figure_and_latent_figures(tm
     frame = pd.read_csv(out / "results.csv")
     assert "likelihood.gamma" in set(frame[frame["model"] == "flow-vae-learned-gamma"]["metric"])
 
-    # Right panel counts: 4 scatter panels side by side (16×4 in); image grids of 2 rows (Z_0, Z_T) per pair
-    # and steps + 2 (interpolation) or steps + 1 (edits) columns of 8×8 digits scaled to 32 px with 2 px padding.
-    from PIL import Image
+    # Right grid shapes, from the trained cell: 2 rows (Z_0, Z_T) per pair, steps + 2 (interpolation: A, path, B)
+    # or steps + 1 (edits: start, path) columns; every row and column labelled, the title saying what is shown.
+    from harness.grid import Cell
+    from harness.latent_figures import edit_grid, interpolation_grid, load_cell
+    from harness.plugins import load_registry
 
-    def size(name):
-        with Image.open(out / name) as image:
-            return image.size
-
-    width, height = size("v-latent-2d.png")
-    assert width == 4 * height
-    pairs, steps, cell = 2, 4, 32 + 2
-    assert size("v-latent-interpolation.png") == ((steps + 2) * cell + 2, 2 * pairs * cell + 2)
-    assert size("v-latent-attribute-edit.png") == ((steps + 1) * cell + 2, 2 * pairs * cell + 2)
+    done = [json.loads(p.read_text()) for p in out.glob("cells/*/result.json")]
+    chosen = next(r for r in done if r["cell"]["variant"] == "flow-vae" and r["cell"]["beta"] == 0
+                  and r["cell"]["seed"] == 0)
+    model, train, test = load_cell(out, Cell.from_json(chosen["cell"]), load_registry())
+    pairs, steps = 2, 4
+    grid = interpolation_grid(model, test, pairs, steps, seed=0)
+    assert [tuple(row.shape[:2]) for row in grid.rows] == [(steps + 2, 1)] * 2 * pairs
+    assert grid.row_labels == ["pair 1: Z_0, slerp", "pair 1: Z_T, lerp", "pair 2: Z_0, slerp", "pair 2: Z_T, lerp"]
+    assert grid.column_labels[0] == "A" and grid.column_labels[-1] == "B" and len(grid.column_labels) == steps + 2
+    assert "Z_0" in grid.title and "Z_T" in grid.title
+    edits = edit_grid(model, train, test, pairs, steps, seed=0)
+    assert [tuple(row.shape[:2]) for row in edits.rows] == [(steps + 1, 1)] * 2 * pairs
+    assert all(label.startswith("+ ") for label in edits.row_labels) and len(edits.column_labels) == steps + 1
 
     # A clone has the results and figures but no checkpoints (they are not committed): re-rendering keeps the
     # figures drawn before and says why they were not redrawn.

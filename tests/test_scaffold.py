@@ -7,20 +7,35 @@ nothing installed here reaches the environment running the tests.
 from __future__ import annotations
 
 import os
+import site
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import setuptools
 
+import harness
 from harness.cli import main
 from harness.scaffold import KINDS, names
 
 
 def make_venv(folder: Path) -> Path:
-    """A virtual environment on top of this one (--system-site-packages); returns its python."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(folder)], check=True)
-    return folder / "bin" / "python"
+    """A virtual environment on top of this one; returns its python.
+
+    Not ``--system-site-packages``: from inside a venv that means the base interpreter's packages, not this venv's
+    (where pip put the harness, pytest and a setuptools that builds editables). A .pth file instead adds this
+    environment's own site folders after the new one's, through ``site.addsitedir`` so their .pth files (editable
+    installs) are processed too, whether this environment is a venv or the system python.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    ours = [d for d in [*site.getsitepackages(), site.getusersitepackages()] if d in sys.path]
+    lines = "".join(f"import site; site.addsitedir({d!r})\n" for d in dict.fromkeys(ours))
+    (Path(purelib) / "_outer_environment.pth").write_text(lines, encoding="utf-8")
+    return python
 
 
 def run(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -35,6 +50,15 @@ def pip_install(python: Path, *packages: Path) -> None:
     done = run(python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", *editable,
                cwd=packages[0].parent)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_throwaway_venv_imports_this_environment_s_packages_not_the_base_interpreter_s(tmp_path):
+    python = make_venv(tmp_path / "venv")
+    where = run(python, "-c", "import harness, pytest, setuptools; print(harness.__file__, pytest.__file__, "
+                "setuptools.__file__)", cwd=tmp_path)
+    assert where.returncode == 0, where.stderr
+    # setuptools: what pip_install builds the editables with (--no-build-isolation).
+    assert where.stdout.split() == [harness.__file__, pytest.__file__, setuptools.__file__]
 
 
 def test_new_packages_of_every_kind_install_and_pass_their_own_tests(tmp_path):

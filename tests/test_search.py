@@ -3,6 +3,7 @@ reports whose best cell `harness run` reproduces, and bad search configs rejecte
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import signal
@@ -169,6 +170,7 @@ def test_trials_csv_importances_plots_and_best_md_are_written(searched):
     assert len((out / "trials.csv").read_text().strip().splitlines()) == 1 + len(journal_study(out).trials)
     rows = (out / "importances.csv").read_text().strip().splitlines()
     assert rows[0] == "parameter,importance" and {r.split(",")[0] for r in rows[1:]} == set(SEARCH["space"])
+    assert all(0.0 <= float(r.split(",")[1]) <= 1.0 for r in rows[1:])  # plain numbers, not `np.float64(...)`
     assert "optuna-dashboard" in (out / "best.md").read_text()
 
 
@@ -201,6 +203,13 @@ def test_pruning_stops_a_hopeless_trial_and_the_store_says_pruned(tmp_path):
     assert hopeless.state == TrialState.PRUNED and hopeless.params == {"train.lr": 1.0e-7}
     assert sorted(hopeless.intermediate_values) == [1]  # stopped after its first epoch of three
     assert hopeless.intermediate_values[1] > good.intermediate_values[1]
+    # trials.csv: `value` is the objective, so the pruned trial has none; its training term has columns of its own.
+    with (out / "trials.csv").open(newline="") as f:
+        rows = {int(row["number"]): row for row in csv.DictReader(f)}
+    assert float(rows[good.number]["value"]) == good.value
+    assert rows[good.number]["pruned_at_epoch"] == rows[good.number]["pruned_train_reconstruction"] == ""
+    assert rows[hopeless.number]["value"] == "" and rows[hopeless.number]["pruned_at_epoch"] == "1"
+    assert float(rows[hopeless.number]["pruned_train_reconstruction"]) == hopeless.intermediate_values[1]
     (stored,) = [r for r in Store(out).results() if r["cell"]["cell_id"] == hopeless.user_attrs["cell_id"]]
     assert stored["status"] == "pruned" and stored["reason"].startswith("pruned at epoch 1 of 3")
     # Not done: a trial that samples the same values trains it again; the leaderboard takes the status in stride.

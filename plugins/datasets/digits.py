@@ -5,15 +5,18 @@ The 1797 images ship inside scikit-learn, so this is the default that runs offli
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from harness import Dataset, DataSplit, hookimpl
+from harness.api import checked_options
 
 #: scikit-learn's digits count ink in 0..16 (4×4 blocks of a 32×32 bitmap); images here are 0..255.
 _MAX_VALUE = 16
@@ -23,10 +26,19 @@ class Digits(Dataset):
     """8×8 digits as uint8 [N, 1, 8, 8], split train/test by a fixed stratified shuffle."""
 
     name: ClassVar[str] = "digits"
+    #: What scikit-learn ships (checked by the tests), known here so that options are checked without loading it.
+    images: ClassVar[int] = 1797
+    classes: ClassVar[int] = 10
 
-    def __init__(self, test_fraction: float = 0.2) -> None:
-        if not 0.0 < test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction}")
+    @checked_options
+    def __init__(self, test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2) -> None:
+        # The stratified split needs every class on both sides; scikit-learn rounds the test share up.
+        n_test = math.ceil(test_fraction * self.images)
+        if min(n_test, self.images - n_test) < self.classes:
+            raise ValueError(
+                f"test_fraction {test_fraction:g} leaves {min(n_test, self.images - n_test)} images in one split; "
+                f"the stratified split needs at least {self.classes} (one per class) in each"
+            )
         self.test_fraction = test_fraction
 
     def load(self, split: Literal["train", "test"]) -> DataSplit:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from sklearn.datasets import make_moons
 
 from harness import Dataset, DataSplit, hookimpl
+from harness.api import checked_options
 
 _SEEDS = {"train": 0, "test": 1}
 
@@ -24,7 +26,10 @@ class _Toy2D(Dataset):
 
     label_names: ClassVar[tuple[str, ...]]
 
-    def __init__(self, n_train: int = 10000, n_test: int = 2000) -> None:
+    @checked_options
+    def __init__(
+        self, n_train: Annotated[int, Field(ge=1)] = 10000, n_test: Annotated[int, Field(ge=1)] = 2000
+    ) -> None:
         self.sizes = {"train": n_train, "test": n_test}
 
     def load(self, split: Literal["train", "test"]) -> DataSplit:
@@ -47,7 +52,8 @@ class Moons(_Toy2D):
     name: ClassVar[str] = "moons"
     label_names: ClassVar[tuple[str, ...]] = ("upper", "lower")
 
-    def __init__(self, n_train: int = 10000, n_test: int = 2000, noise: float = 0.1) -> None:
+    @checked_options
+    def __init__(self, n_train: int = 10000, n_test: int = 2000, noise: Annotated[float, Field(ge=0)] = 0.1) -> None:
         super().__init__(n_train, n_test)
         self.noise = noise
 
@@ -68,7 +74,8 @@ class EightGaussians(_Toy2D):
     radius: ClassVar[float] = 2.0
     label_names: ClassVar[tuple[str, ...]] = tuple(f"{45 * k}deg" for k in range(8))
 
-    def __init__(self, n_train: int = 10000, n_test: int = 2000, std: float = 0.1) -> None:
+    @checked_options
+    def __init__(self, n_train: int = 10000, n_test: int = 2000, std: Annotated[float, Field(ge=0)] = 0.1) -> None:
         super().__init__(n_train, n_test)
         self.std = std
 
@@ -87,7 +94,8 @@ class Rings(_Toy2D):
     radii: ClassVar[tuple[float, ...]] = (0.5, 1.0, 1.5, 2.0)
     label_names: ClassVar[tuple[str, ...]] = tuple(f"r={r:g}" for r in radii)
 
-    def __init__(self, n_train: int = 10000, n_test: int = 2000, noise: float = 0.05) -> None:
+    @checked_options
+    def __init__(self, n_train: int = 10000, n_test: int = 2000, noise: Annotated[float, Field(ge=0)] = 0.05) -> None:
         super().__init__(n_train, n_test)
         self.noise = noise
 

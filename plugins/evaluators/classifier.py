@@ -27,9 +27,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from harness import DataSplit, EvalData, as_float
+from harness import DataSplit, EvalData, as_float, progress
 
 #: Enough for digits to pass 90 % test accuracy in a few seconds on a CPU core.
 DEFAULT_EPOCHS = 10
@@ -279,7 +278,9 @@ def _train(split: DataSplit, seed: int, device: torch.device, epochs: int) -> Cl
         model = Classifier(split.x.shape[1], _num_outputs(split), split.label_kind).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=_LR)
         model.train()
-        for _ in tqdm(range(epochs), desc=f"classifier (seed {seed})", unit="epoch", leave=False, disable=None):
+        # Minutes on a large dataset, before the first metric: say so (silent under --quiet and in pool workers).
+        desc = f"training the evaluation classifier (seed {seed})"
+        for _ in progress.bar(range(epochs), desc=desc, unit="epoch", announce=True):
             for idx in torch.randperm(len(split), device=split.x.device).split(_BATCH_SIZE):
                 logits = model(as_float(split.x[idx]).to(device))
                 loss = _loss(logits, split.labels[idx].to(device), split.label_kind)

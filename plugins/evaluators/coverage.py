@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from harness import EvalData, Evaluator, TrainedModel, hookimpl
+from harness.api import checked_options
 from harness_plugins.evaluators.details import write_details
 
 #: Pseudo-count added to every class of the sample histogram (Jeffreys / Krichevsky–Trofimov): keeps the KL finite
@@ -50,11 +52,10 @@ class CoverageEvaluator(Evaluator):
     name = "coverage"
     metrics = {"classes": "max", "kl": "min"}
 
-    def __init__(self, samples: int = 2000, batch_size: int = 1000) -> None:
-        if samples < 1:
-            raise ValueError(f"samples must be at least 1, got {samples}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    @checked_options
+    def __init__(
+        self, samples: Annotated[int, Field(ge=1)] = 2000, batch_size: Annotated[int, Field(ge=1)] = 1000
+    ) -> None:
         self.samples = samples
         self.batch_size = batch_size
 

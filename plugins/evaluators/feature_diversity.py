@@ -8,10 +8,13 @@ only between models of one dataset and seed. Unconditional: pairs are independen
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Annotated
 
 import torch.nn.functional as F
+from pydantic import Field
 
 from harness import EvalData, Evaluator, TrainedModel, hookimpl
+from harness.api import checked_options
 from harness_plugins.evaluators.classifier import load_or_train_classifier
 
 
@@ -24,11 +27,10 @@ class FeatureDiversityEvaluator(Evaluator):
     name = "feature_diversity"
     metrics = {"": "max"}
 
-    def __init__(self, pairs: int = 1000, batch_size: int = 500) -> None:
-        if pairs < 1:
-            raise ValueError(f"pairs must be positive, got {pairs}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+    @checked_options
+    def __init__(
+        self, pairs: Annotated[int, Field(ge=1)] = 1000, batch_size: Annotated[int, Field(ge=1)] = 500
+    ) -> None:
         self.pairs = pairs
         self.batch_size = batch_size
 

@@ -28,18 +28,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch_fidelity
+from pydantic import Field
 from torch import Tensor
 from torch.utils.data import Dataset as TorchDataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
-from tqdm.auto import tqdm
 
-from harness import EvalData, Evaluator, TrainedModel, hookimpl, pretrained_weights
+from harness import EvalData, Evaluator, TrainedModel, hookimpl, pretrained_weights, progress
+from harness.api import checked_options
 from harness_plugins.evaluators.details import write_details
 from harness_plugins.evaluators.classifier import dataset_cache_key, load_classifier, resolve_classifier, sha256_of
 
@@ -110,8 +111,8 @@ def _as_uint8_rgb(images: Tensor) -> Tensor:
 def _generate(model: TrainedModel, n: int, batch_size: int, desc: str) -> Tensor:
     """``n`` decoded prior samples as uint8 RGB, sampled in batches so large counts fit in device memory."""
     sizes = [min(batch_size, n - start) for start in range(0, n, batch_size)]
-    bar = tqdm(sizes, desc=desc, unit="batch", leave=False, disable=None)
-    return torch.cat([_as_uint8_rgb(model.sample(size)) for size in bar])
+    batches = progress.bar(sizes, desc=f"{desc}: generating samples", unit="batch")
+    return torch.cat([_as_uint8_rgb(model.sample(size)) for size in batches])
 
 
 def _require_images(data: EvalData, evaluator: str) -> None:
@@ -157,24 +158,22 @@ class FIDEvaluator(Evaluator):
     name = "fid"
     metrics = {"": "min", "kid": "min", "precision": "max", "recall": "max"}
 
+    @checked_options
     def __init__(
         self,
         extractor: Literal["inception", "classifier"] = "inception",
-        samples: int = 10000,
+        samples: Annotated[int, Field(ge=2, description="FID needs a covariance")] = 10000,
         kid: bool = True,
         weights_path: str | None = None,
         download: bool = False,
-        batch_size: int = 100,
+        batch_size: Annotated[int, Field(ge=1)] = 100,
         prc: bool = False,
-        prc_neighborhood: int = 3,
+        prc_neighborhood: Annotated[int, Field(ge=1)] = 3,
         classifier: Literal["frozen", "retrain"] = "frozen",
     ) -> None:
-        if samples < 2:
-            raise ValueError(f"samples must be at least 2 (FID needs a covariance), got {samples}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if prc_neighborhood < 1:
-            raise ValueError(f"prc_neighborhood must be at least 1, got {prc_neighborhood}")
+        if prc and prc_neighborhood >= samples:
+            # The k-th neighbour among the other samples must exist.
+            raise ValueError(f"prc_neighborhood must be < samples ({samples}), got {prc_neighborhood}")
         self.extractor = extractor
         self.samples = samples
         self.kid = kid
@@ -260,18 +259,17 @@ class InceptionScoreEvaluator(Evaluator):
     name = "inception_score"
     metrics = {"": "max"}
 
+    @checked_options
     def __init__(
         self,
-        samples: int = 10000,
-        splits: int = 10,
+        samples: Annotated[int, Field(ge=1)] = 10000,
+        splits: Annotated[int, Field(ge=1)] = 10,
         weights_path: str | None = None,
         download: bool = False,
-        batch_size: int = 100,
+        batch_size: Annotated[int, Field(ge=1)] = 100,
     ) -> None:
-        if not 1 <= splits <= samples:
+        if splits > samples:
             raise ValueError(f"splits must be between 1 and samples ({samples}), got {splits}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.samples = samples
         self.splits = splits
         self.weights_path = weights_path

@@ -9,16 +9,18 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlparse
 
 import lpips
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 from torchvision.models import AlexNet_Weights, SqueezeNet1_1_Weights, VGG16_Weights, WeightsEnum
 
 from harness import EvalData, Evaluator, PluginUnavailable, TrainedModel, hookimpl
+from harness.api import checked_options
 
 #: The torchvision ImageNet weights lpips loads for each trunk (its legacy ``pretrained=True`` maps to these).
 BACKBONES: dict[str, WeightsEnum] = {
@@ -81,11 +83,13 @@ class LPIPSDiversityEvaluator(Evaluator):
     name = "lpips_diversity"
     metrics = {"": "max"}
 
+    @checked_options
     def __init__(
-        self, pairs: int = 1000, net: Literal["alex", "vgg", "squeeze"] = "alex", batch_size: int = 100
+        self,
+        pairs: Annotated[int, Field(ge=1)] = 1000,
+        net: Literal["alex", "vgg", "squeeze"] = "alex",
+        batch_size: Annotated[int, Field(ge=1)] = 100,
     ) -> None:
-        if pairs < 1 or batch_size < 1:
-            raise ValueError(f"pairs and batch_size must be at least 1, got {pairs} and {batch_size}")
         self.pairs = pairs
         self.net = net
         self.batch_size = batch_size

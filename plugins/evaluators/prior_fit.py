@@ -7,11 +7,14 @@ learned priors are meant to close.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Annotated
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from harness import EvalData, Evaluator, TrainedModel, hookimpl
+from harness.api import checked_options
 
 
 def mmd_squared(x: Tensor, y: Tensor) -> float:
@@ -46,11 +49,12 @@ class PriorFitEvaluator(Evaluator):
     name = "prior_fit"
     metrics = {"nll": "min", "mmd": "min"}
 
-    def __init__(self, samples: int = 2000, batch_size: int = 1000) -> None:
-        if samples < 2:
-            raise ValueError(f"samples must be at least 2 (the unbiased MMD compares pairs), got {samples}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    @checked_options
+    def __init__(
+        self,
+        samples: Annotated[int, Field(ge=2, description="the unbiased MMD compares pairs")] = 2000,
+        batch_size: Annotated[int, Field(ge=1)] = 1000,
+    ) -> None:
         self.samples = samples
         self.batch_size = batch_size
 

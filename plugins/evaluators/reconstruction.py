@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from typing import Annotated
+
+from pydantic import Field
 
 from harness import EvalData, Evaluator, TrainedModel, as_float, hookimpl
+from harness.api import checked_options
 
 
 class ReconstructionEvaluator(Evaluator):
@@ -16,7 +20,8 @@ class ReconstructionEvaluator(Evaluator):
     name = "reconstruction"
     metrics = {"mse": "min", "psnr": "max"}
 
-    def __init__(self, batch_size: int = 500) -> None:
+    @checked_options
+    def __init__(self, batch_size: Annotated[int, Field(ge=1)] = 500) -> None:
         self.batch_size = batch_size
 
     def evaluate(self, model: TrainedModel, data: EvalData) -> Mapping[str, float]:

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from sklearn.svm import LinearSVC
 from torch import Tensor
 
 from harness import EvalData, Evaluator, TrainedModel, hookimpl
+from harness.api import checked_options
 from harness_plugins.evaluators.details import write_details
 
 
@@ -146,13 +148,13 @@ class SeparabilityEvaluator(Evaluator):
     name = "separability"
     metrics = {"zT": "min", "z0": "min"}
 
+    @checked_options
     def __init__(
-        self, samples: int = 200_000, batch_size: int = 1000, labels: Literal["auto", "one-vs-rest"] = "auto"
+        self,
+        samples: Annotated[int, Field(ge=4, description="half are kept, and an SVM needs two")] = 200_000,
+        batch_size: Annotated[int, Field(ge=1)] = 1000,
+        labels: Literal["auto", "one-vs-rest"] = "auto",
     ) -> None:
-        if samples < 4:
-            raise ValueError(f"samples must be at least 4 (half are kept, and an SVM needs two), got {samples}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.samples = samples
         self.batch_size = batch_size
         self.labels = labels

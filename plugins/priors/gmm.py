@@ -7,13 +7,16 @@ KL), then fit a full-covariance GMM to its training codes and sample from that i
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import torch
+from pydantic import Field
 from sklearn.mixture import GaussianMixture
 from torch import Tensor
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
 
 from harness import GaussianPosterior, Prior, hookimpl, standard_normal_log_prob
+from harness.api import checked_options
 
 
 class GMMPrior(Prior):
@@ -27,12 +30,15 @@ class GMMPrior(Prior):
     name = "gmm"
     post_hoc = True
 
-    def __init__(self, latent_dim: int, components: int = 10, reg_covar: float = 1e-6, max_iter: int = 200) -> None:
+    @checked_options
+    def __init__(
+        self,
+        latent_dim: int,
+        components: Annotated[int, Field(ge=1)] = 10,
+        reg_covar: Annotated[float, Field(ge=0)] = 1e-6,
+        max_iter: Annotated[int, Field(ge=1)] = 200,
+    ) -> None:
         super().__init__()
-        if components < 1:
-            raise ValueError(f"components must be >= 1, got {components}")
-        if reg_covar < 0 or max_iter < 1:
-            raise ValueError("reg_covar must be >= 0 and max_iter >= 1")
         self.latent_dim = latent_dim
         self.components = components
         self.reg_covar = reg_covar

@@ -7,11 +7,14 @@ so the density (``log_prob``, data -> base) and sampling (``sample``, base -> da
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from harness import Prior, hookimpl, standard_normal_log_prob
+from harness.api import checked_options
 
 #: |log-scale| of one coupling is at most this: each coupling stretches or shrinks by at most e² per dimension.
 SCALE_BOUND = 2.0
@@ -124,21 +127,17 @@ class RealNVPPrior(Prior):
     conditional = True
     has_density = True
 
+    @checked_options
     def __init__(
         self,
-        latent_dim: int,
-        depth: int = 6,
-        hidden: int = 128,
-        layers: int = 2,
+        latent_dim: Annotated[int, Field(ge=2, description="a coupling flow splits it in two")],
+        depth: Annotated[int, Field(ge=1)] = 6,
+        hidden: Annotated[int, Field(ge=1)] = 128,
+        layers: Annotated[int, Field(ge=1)] = 2,
         actnorm: bool = True,
         cond_dim: int = 0,
     ) -> None:
         super().__init__()
-        if latent_dim < 2:
-            raise ValueError(f"latent_dim must be at least 2 for a coupling flow to split it, got {latent_dim}")
-        for option, value in (("depth", depth), ("hidden", hidden), ("layers", layers)):
-            if value < 1:
-                raise ValueError(f"{option} must be at least 1, got {value}")
         if cond_dim < 0:
             raise ValueError(f"cond_dim must be 0 (unconditional) or positive, got {cond_dim}")
         self.latent_dim = latent_dim

@@ -9,11 +9,14 @@ Next to the ex-post GMM (``gmm``), it makes "joint vs ex post" one axis of a ben
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from harness import GaussianPosterior, Prior, hookimpl, standard_normal_log_prob
+from harness.api import checked_options
 from harness_plugins.priors.realnvp import RealNVPPrior
 
 
@@ -34,6 +37,7 @@ class RealNVPExPostPrior(RealNVPPrior):
 
     fitted: Tensor
 
+    @checked_options
     def __init__(
         self,
         latent_dim: int,
@@ -41,16 +45,12 @@ class RealNVPExPostPrior(RealNVPPrior):
         hidden: int = 128,
         layers: int = 2,
         actnorm: bool = True,
-        steps: int = 2000,
-        lr: float = 1e-3,
-        batch_size: int = 256,
+        steps: Annotated[int, Field(ge=1)] = 2000,
+        lr: Annotated[float, Field(gt=0)] = 1e-3,
+        batch_size: Annotated[int, Field(ge=1)] = 256,
     ) -> None:
+        # depth, hidden, layers and latent_dim are checked by RealNVPPrior's constructor.
         super().__init__(latent_dim, depth=depth, hidden=hidden, layers=layers, actnorm=actnorm)
-        for option, value in (("steps", steps), ("batch_size", batch_size)):
-            if value < 1:
-                raise ValueError(f"{option} must be at least 1, got {value}")
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
         self.steps = steps
         self.lr = lr
         self.batch_size = batch_size

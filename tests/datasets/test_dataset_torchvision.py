@@ -131,10 +131,13 @@ def test_failed_download_becomes_one_line_dataset_unavailable(tmp_path: Path, mo
     assert "\n" not in info.value.message and info.value.fix is not None
 
 
-def test_fashion_mnist_falls_back_to_the_debian_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fashion_mnist_without_data_root_falls_back_to_the_debian_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     written = _write_idx_set(tmp_path / "debian", seed=2, packed=True)
     monkeypatch.setattr(FashionMNIST, "debian_root", tmp_path / "debian")
-    ds = FashionMNIST(data_root=str(tmp_path / "root"))
+    monkeypatch.setenv("HARNESS_DATA_ROOT", str(tmp_path / "root"))
+    ds = FashionMNIST()
     ds.check_available()
     _assert_idx_split_loaded(ds, written)
     assert ds.load("test").label_names[0] == "T-shirt/top"
@@ -157,15 +160,19 @@ def test_missing_fashion_mnist_names_the_debian_folder_and_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(FashionMNIST, "debian_root", tmp_path / "no-package")
+    monkeypatch.setenv("HARNESS_DATA_ROOT", str(tmp_path / "root"))
     with pytest.raises(DatasetUnavailable) as info:
-        FashionMNIST(data_root=str(tmp_path / "root")).check_available()
+        FashionMNIST().check_available()
     assert str(tmp_path / "root") in info.value.message and str(tmp_path / "no-package") in info.value.message
     assert info.value.fix is not None and "apt-get install dataset-fashion-mnist" in info.value.fix
 
 
 @pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason=f"dataset-fashion-mnist is not installed ({DEBIAN_FASHION})")
-def test_debian_fashion_mnist_package_loads_60000_train_and_10000_test_images(tmp_path: Path) -> None:
-    ds = FashionMNIST(data_root=str(tmp_path))
+def test_debian_fashion_mnist_package_loads_60000_train_and_10000_test_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARNESS_DATA_ROOT", str(tmp_path))
+    ds = FashionMNIST()
     ds.check_available()
     for split, n in (("train", 60000), ("test", 10000)):
         data = ds.load(split)  # type: ignore[arg-type]
