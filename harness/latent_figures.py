@@ -25,6 +25,7 @@ from torch import Tensor  # noqa: E402
 
 from harness.api import DataSplit  # noqa: E402
 from harness.grid import Cell  # noqa: E402
+from harness.paths import atomic_figure, under  # noqa: E402
 from harness.plugins import Registry  # noqa: E402
 from harness.train import CHECKPOINT, Model, _restore, build_model, encode_means, fit_post_hoc  # noqa: E402
 
@@ -317,7 +318,7 @@ FIGURES = (
 
 
 def figure_path(out_dir: Path, benchmark: str, suffix: str) -> Path:
-    return out_dir / f"{benchmark}-latent-{suffix}.png"
+    return under(out_dir, f"{benchmark}-latent-{suffix}.png")
 
 
 def drawn_before(out_dir: Path, benchmark: str) -> list[tuple[str, Path]]:
@@ -333,9 +334,12 @@ def draw(out_dir: Path, result: dict[str, Any], options: dict[str, Any], registr
     pairs, steps, seed = int(options.get("pairs", 4)), int(options.get("steps", 8)), cell.seed
     path = {suffix: figure_path(out_dir, result["benchmark"], suffix) for _, suffix in FIGURES}
     made = {
-        "2d": latent_scatter(model, test, path["2d"]),
-        "interpolation": interpolations(model, test, path["interpolation"], pairs, steps, seed),
-        "attribute-edit": attribute_edits(model, train, test, path["attribute-edit"], pairs, steps, seed),
-        "pca": pca_paths(model, train, test, path["pca"], steps, seed),
+        # Each drawn to a temporary file and moved into place: a reader never sees half a PNG.
+        "2d": atomic_figure(lambda p: latent_scatter(model, test, p), path["2d"]),
+        "interpolation": atomic_figure(lambda p: interpolations(model, test, p, pairs, steps, seed),
+                                       path["interpolation"]),
+        "attribute-edit": atomic_figure(lambda p: attribute_edits(model, train, test, p, pairs, steps, seed),
+                                        path["attribute-edit"]),
+        "pca": atomic_figure(lambda p: pca_paths(model, train, test, p, steps, seed), path["pca"]),
     }
     return [(title, drawn) for title, suffix in FIGURES if (drawn := made[suffix]) is not None]

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shlex
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from tabulate import tabulate
 
 from harness.claims import claims_section
 from harness.figures import metric_bars, metric_vs_beta, samples_overview
-from harness.paths import temp_sibling, under, write_atomic
+from harness.paths import atomic_figure, under, write_atomic
 from harness.store import Store
 
 GROUP = ["benchmark", "model", "dataset", "prior", "prior_options", "regularizer", "beta"]
@@ -185,25 +183,13 @@ def _figures_section(
     out_dir: Path, bench: str, frame: pd.DataFrame, primary: str, directions: dict[str, str], done: list[dict[str, Any]]
 ) -> str:
     direction = directions.get(primary, "min")
-    vs_beta = _atomic_figure(lambda p: metric_vs_beta(frame, primary, direction, p),
+    vs_beta = atomic_figure(lambda p: metric_vs_beta(frame, primary, direction, p),
                              under(out_dir, f"{bench}-{primary}-vs-beta.png"))
-    bars = _atomic_figure(lambda p: metric_bars(frame, primary, direction, p), under(out_dir, f"{bench}-{primary}.png"))
-    overview = _atomic_figure(lambda p: samples_overview(out_dir, done, p), under(out_dir, f"{bench}-samples.png"))
+    bars = atomic_figure(lambda p: metric_bars(frame, primary, direction, p), under(out_dir, f"{bench}-{primary}.png"))
+    overview = atomic_figure(lambda p: samples_overview(out_dir, done, p), under(out_dir, f"{bench}-samples.png"))
     figures = ((f"{primary} against β", vs_beta), (primary, bars), ("samples", overview))
     links = [f"![{name}]({p.name})" for name, p in figures if p is not None]
     return "## Figures\n\n" + "\n\n".join(links) + "\n" if links else ""
-
-
-def _atomic_figure(draw: Callable[[Path], Path | None], path: Path) -> Path | None:
-    """``draw`` into a temporary file next to ``path``, then move it into place (or return None: nothing drawn)."""
-    tmp = temp_sibling(path)
-    try:
-        if draw(tmp) is None:
-            return None
-        os.replace(tmp, path)
-        return path
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _latent_section(out_dir: Path, options: dict[str, Any] | None, done: list[dict[str, Any]]) -> str:

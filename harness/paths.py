@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.config import ConfigError
@@ -57,6 +58,18 @@ def temp_sibling(path: Path) -> Path:
     """A temporary name next to ``path`` (same folder, so ``os.replace`` is atomic) keeping its suffix (for
     writers such as matplotlib that choose the format by it), unique per process and thread."""
     return path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")
+
+
+def atomic_figure(draw: Callable[[Path], Path | None], path: Path) -> Path | None:
+    """``draw`` into a temporary file next to ``path``, then move it into place (or return None: nothing drawn)."""
+    tmp = temp_sibling(path)
+    try:
+        if draw(tmp) is None:
+            return None
+        os.replace(tmp, path)
+        return path
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:

@@ -40,6 +40,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import ConfigError, SearchHeartbeat, load_config
+from harness.paths import atomic_figure, under, write_atomic
 from harness.plugins import Registry
 from harness.search_config import Search, TrialError, resolve
 
@@ -684,7 +685,11 @@ def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> dict[str, 
 
 
 def _save(fig: Any, path: Path) -> str:
-    fig.savefig(path, dpi=110)
+    def draw(tmp: Path) -> Path:
+        fig.savefig(tmp, dpi=110)
+        return tmp
+
+    atomic_figure(draw, path)
     return path.name
 
 
@@ -751,7 +756,7 @@ def _plots(search: Search, trials: list[FrozenTrial], importances: dict[str, flo
         ax.set_xlabel("β" if path == "beta" else path)
         ax.set_ylabel(metric)
         ax.set_title(f"{search.name}: {metric} against {'β' if path == 'beta' else path}")
-        made.append((f"{metric} against {path}", _save(fig, out / f"objective-vs-{path}.png")))
+        made.append((f"{metric} against {path}", _save(fig, under(out, f"objective-vs-{path}.png"))))
     return made
 
 
@@ -777,7 +782,7 @@ def _write_trials_csv(study: optuna.Study, trials: list[FrozenTrial], direction:
         warnings.simplefilter("ignore")
         frame = study.trials_dataframe()
     if frame.empty:
-        frame.to_csv(path, index=False)
+        write_atomic(path, frame.to_csv(index=False))
         return
     sign = 1.0 if direction == "minimize" else -1.0
     by_number = {t.number: t for t in trials}
@@ -794,7 +799,7 @@ def _write_trials_csv(study: optuna.Study, trials: list[FrozenTrial], direction:
     at = frame.columns.get_loc("value") + 1
     frame.insert(at, "pruned_at_epoch", pd.Series(epochs, index=frame.index, dtype="Int64"))
     frame.insert(at + 1, "pruned_train_reconstruction", pd.Series(terms, index=frame.index, dtype="float64"))
-    frame.to_csv(path, index=False)
+    write_atomic(path, frame.to_csv(index=False))
 
 
 def write_reports(study: optuna.Study, search: Search, out: Path, storage_shown: str) -> FrozenTrial | None:
@@ -807,9 +812,7 @@ def write_reports(study: optuna.Study, search: Search, out: Path, storage_shown:
     importances = _importances(study, complete)
     rows = sorted((importances or {}).items(), key=lambda kv: -kv[1])
     # float(): fANOVA hands back numpy floats, whose repr is `np.float64(0.5)`, not a number a CSV reader parses.
-    (out / "importances.csv").write_text(
-        "parameter,importance\n" + "".join(f"{k},{float(v)!r}\n" for k, v in rows), encoding="utf-8"
-    )
+    write_atomic(out / "importances.csv", "parameter,importance\n" + "".join(f"{k},{float(v)!r}\n" for k, v in rows))
     plots = _plots(search, trials, importances, out)
     counts = tally(trials)
     best = study.best_trial if complete else None
@@ -830,7 +833,7 @@ def write_reports(study: optuna.Study, search: Search, out: Path, storage_shown:
     else:
         cell_id = best.user_attrs.get("cell_id", "?")
         snippet = best_yaml(search, best)
-        (out / "best.yaml").write_text(snippet, encoding="utf-8")
+        write_atomic(out / "best.yaml", snippet)
         lines.append(f"## Best trial: {best.number}\n")
         lines.append(f"`{metric}` = **{best.value!r}**, cell `{cell_id}` (stored in `cells/{cell_id}/`).\n")
         table = [[k, f"{v!r}"] for k, v in best.params.items()]
@@ -860,5 +863,5 @@ def write_reports(study: optuna.Study, search: Search, out: Path, storage_shown:
         + (storage_shown if "://" in storage_shown else str(Path(storage_shown)))
         + "` (`pip install optuna-dashboard`).\n"
     )
-    (out / "best.md").write_text("\n".join(lines), encoding="utf-8")
+    write_atomic(out / "best.md", "\n".join(lines))
     return best
