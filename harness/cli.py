@@ -172,7 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Cells skipped by the grid (gan × kl, say) train nothing either.
         trains = [c for c in plan.cells if not c.skip_reason and not store.is_done(c)]
         if args.fresh or not (out / "provenance.json").exists() or trains:
-            prov = provenance.collect(Path(args.config), device)
+            prov = provenance.collect(Path(args.config), device, registry=registry)
             prov["descriptions"] = {plan.name: plan.config.description}
             prov["benchmarks"] = {plan.name: plan.config.model_dump(mode="json")}
             prov["planned_cells"] = {plan.name: [c.cell_id for c in plan.cells]}  # for the leaderboard's missing note

@@ -618,7 +618,7 @@ def run(
     choice = choose_threads(workers, threads)
     print(choice.describe(), file=sys.stderr)
     apply(choice)
-    prov = provenance.collect(Path(search.source), device)
+    prov = provenance.collect(Path(search.source), device, registry=registry)
     prov["descriptions"] = {search.name: search.config.description}
     prov["study"] = {"name": name, "storage": _shown(spec_text)}
     write_json_atomic(out / "provenance.json", prov)

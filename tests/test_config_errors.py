@@ -332,15 +332,21 @@ class _MixturePrior(Prior):
         self.components = components
 
 
-def _register_mixture(register: Callable[[type[Prior]], None]) -> None:
-    register(_MixturePrior)
+def register_priors_for_cli(monkeypatch: pytest.MonkeyPatch, *priors: type[Prior]) -> None:
+    """Make the CLI's registry hold ``priors`` too, registered by a plugin module as a third party would."""
+
+    def register_all(register: Callable[[type[Prior]], None]) -> None:
+        for prior in priors:
+            register(prior)
+
+    plugin = types.ModuleType("test_cli_priors_plugin")
+    plugin.harness_register_priors = hookimpl(register_all)  # type: ignore[attr-defined]
+    monkeypatch.setattr(harness.cli, "load_registry", lambda: load_registry(extra_modules=[plugin]))
 
 
 @pytest.fixture
 def with_mixture_prior(monkeypatch: pytest.MonkeyPatch) -> None:
-    plugin = types.ModuleType("test_mixture_prior_plugin")
-    plugin.harness_register_priors = hookimpl(_register_mixture)  # type: ignore[attr-defined]
-    monkeypatch.setattr(harness.cli, "load_registry", lambda: load_registry(extra_modules=[plugin]))
+    register_priors_for_cli(monkeypatch, _MixturePrior)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ import os
 import resource
 import subprocess
 import sys
-import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,14 +19,13 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-import harness.cli
-from harness import Prior, hookimpl
+from harness import Prior
 from harness.cli import main
 from harness.config import MAX_DEPTH, MAX_EXPANDED, MAX_FILE_BYTES, BenchmarkConfig, load_config, valid_name
 from harness.grid import MAX_CELLS, MAX_COMBINATIONS, MAX_ELEMENTS, MAX_MODULES, expand
-from harness.plugins import Registry, load_registry
+from harness.plugins import Registry
 from harness.train import build_model
-from test_config_errors import bench, one_error, write
+from test_config_errors import bench, one_error, register_priors_for_cli, write
 
 REPO = Path(__file__).resolve().parents[1]
 NAME_HELP = "letters, digits, '_', '.' and '-'"
@@ -368,16 +366,9 @@ class _ReadsTensorsPrior(Prior):
         return torch.randn(n, self.latent_dim) * self.scale
 
 
-def _register(register: Callable[[type[Prior]], None]) -> None:
-    register(_FragilePrior)
-    register(_ReadsTensorsPrior)
-
-
 @pytest.fixture
 def with_test_priors(monkeypatch: pytest.MonkeyPatch) -> None:
-    plugin = types.ModuleType("test_hostile_priors_plugin")
-    plugin.harness_register_priors = hookimpl(_register)  # type: ignore[attr-defined]
-    monkeypatch.setattr(harness.cli, "load_registry", lambda: load_registry(extra_modules=[plugin]))
+    register_priors_for_cli(monkeypatch, _FragilePrior, _ReadsTensorsPrior)
 
 
 @pytest.mark.parametrize(
