@@ -120,7 +120,7 @@ def progress_counter(total: int, enabled: bool, label: str) -> tuple[Counter[str
             status = outcome["status"]
             counts[status] += 1
             drawn.update(1)
-            drawn.set_postfix({k: counts[k] for k in ("done", "cached", "failed", "skipped", "busy") if counts.get(k)})
+            drawn.set_postfix({k: counts[k] for k in ("done", "cached", "failed", "skipped") if counts.get(k)})
             if status == "failed":
                 note(failure_line(task, outcome))
             elif enabled and status != "cached" and not bars_enabled(enabled):
