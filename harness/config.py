@@ -371,10 +371,22 @@ class TrainConfig(BaseModel):
     lr: Annotated[float, Field(gt=0)] = 1e-3
     #: Learning rate of the prior's parameters θ; defaults to ``lr``.
     prior_lr: Annotated[float, Field(gt=0)] | None = None
+    #: Optimizer steps of the prior θ per autoencoder step, all on the batch's codes (a GAN prior needs more
+    #: steps than the autoencoder takes to keep up with the codes it chases).
+    prior_steps: PositiveInt = 1
     #: On CUDA, run the encoder and decoder under bf16 autocast (loss terms stay float32). No effect on CPU.
     autocast: bool = True
     #: ``torch.compile`` the encoder and decoder (pays a compile time per cell; worth it for long cells).
     compile: bool = False
+
+    @model_serializer(mode="wrap")
+    def _without_default_prior_steps(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Cells hash their dumped train config: one prior step (the only behaviour before the key existed) leaves
+        # no key behind, so cells trained before it keep their ids.
+        out = handler(self)
+        if out.get("prior_steps") == 1:
+            del out["prior_steps"]
+        return out
 
 
 class ModelOverride(BaseModel):

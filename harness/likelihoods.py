@@ -20,6 +20,12 @@ class Likelihood(nn.Module):
     def mean(self, raw: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def squared_error_weight(self) -> float:
+        """What one unit of squared error costs in ``nll`` now: 1/(2γ) for a Gaussian, 1 for a likelihood whose NLL
+        is itself the cost (Bernoulli's cross-entropy). A regularizer multiplies its term by it to state β in the
+        units of the squared error (WAE's λ); read every step, so a learned or optimal γ is followed."""
+        return 1.0
+
 
 class GaussianLikelihood(Likelihood):
     """N(x | Dψ(z), γI), with γ fixed, learned or set to its per-batch optimum.
@@ -74,6 +80,14 @@ class GaussianLikelihood(Likelihood):
 
     def mean(self, raw: Tensor) -> Tensor:
         return raw
+
+    def squared_error_weight(self) -> float:
+        if self.optimal:
+            gamma = float(self.running_gamma)
+            return 1.0 if math.isnan(gamma) else 0.5 / max(gamma, 1e-12)  # NaN before the first batch
+        if self.log_gamma is None:
+            return 0.5 / float(self.fixed_gamma)  # type: ignore[arg-type]
+        return 0.5 * math.exp(-float(self.log_gamma.detach()))
 
 
 class BernoulliLikelihood(Likelihood):

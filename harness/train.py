@@ -48,6 +48,8 @@ class Model:
     opt_prior: torch.optim.Optimizer | None = field(init=False)
     lr: float = 1e-3
     prior_lr: float = 1e-3
+    #: Steps of θ per step of φ and ψ (``train.prior_steps``), each on the same detached codes.
+    prior_steps: int = 1
     #: Run the encoder and decoder under bf16 autocast (CUDA only); every loss term stays float32.
     autocast: bool = False
     #: The VGG19 perceptual term added to the reconstruction loss (``model.perceptual``). Frozen and not one of
@@ -118,6 +120,10 @@ def build_model(cell: Cell, registry: Registry, data_shape: tuple[int, ...], dev
     if callable(bind):
         bind(tuple(data_shape))
     likelihood = build_likelihood(cell.model["likelihood"], cell.model["gamma"])
+    # Likewise for the likelihood, so a regularizer can state β in the units of the squared error (1/(2γ)).
+    bind_likelihood = getattr(regularizer, "bind_likelihood", None)
+    if callable(bind_likelihood):
+        bind_likelihood(likelihood)
     perceptual = build_perceptual(cell.model["perceptual"], data_shape) if cell.model.get("perceptual") else None
     for module in (encoder, decoder, prior, regularizer, likelihood, perceptual):
         if module is not None:
@@ -132,11 +138,13 @@ def build_model(cell: Cell, registry: Registry, data_shape: tuple[int, ...], dev
     return Model(
         encoder, decoder, likelihood, prior, regularizer, lr=lr, prior_lr=prior_lr, autocast=autocast,
         perceptual=perceptual, gamma_lr=None if gamma_lr is None else float(gamma_lr),
+        prior_steps=int(cell.train.get("prior_steps", 1)),
     )  # fmt: skip
 
 
 def training_step(model: Model, x: Tensor, beta: float, cond: Tensor | None = None) -> Tensor:
-    """One update of φ, ψ (from L_φψ) and θ (from L_θ); returns the detached loss terms [rec, reg, fit]."""
+    """One update of φ, ψ (from L_φψ) and ``prior_steps`` of θ (from L_θ); returns the detached loss terms
+    [rec, reg, fit], fit from θ's first step."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=model.autocast):
         h = model.encoder(x)
     # The networks may run in bf16; the posterior, the likelihood, the KL and the prior (a flow's log-det
@@ -166,6 +174,11 @@ def training_step(model: Model, x: Tensor, beta: float, cond: Tensor | None = No
     model.opt_model.step()
     if model.opt_prior is not None:
         model.opt_prior.step()
+        for _ in range(model.prior_steps - 1):
+            fit = model.prior.fit_loss(codes, cond)
+            model.opt_prior.zero_grad(set_to_none=True)
+            fit.backward(inputs=model.prior_params())
+            model.opt_prior.step()
     model.regularizer.update(codes, model.prior, cond)
     return torch.stack([rec.detach(), reg.detach(), fit.detach()])
 

@@ -51,6 +51,19 @@ def fooling_loss(logits: Tensor) -> Tensor:
     return F.softplus(-logits)
 
 
+class MinibatchStd(nn.Module):
+    """Appends one feature to every row: the batch's standard deviation, averaged over features [B, F] -> [B, F + 1].
+
+    The minibatch standard deviation of Karras et al. (2018, "Progressive growing of GANs", §3), over the whole
+    batch as one group: a discriminator that sees how spread out a batch is can tell a generator that puts every
+    sample in a few modes from the real codes, so the generator's loss rewards covering them all.
+    """
+
+    def forward(self, h: Tensor) -> Tensor:
+        spread = h.std(dim=0, unbiased=False).mean() if len(h) > 1 else h.new_zeros(())
+        return torch.cat([h, spread.expand(len(h), 1)], dim=1)
+
+
 class LatentDiscriminator(nn.Module):
     """A logistic critic on latent codes that owns its Adam and is stepped only by ``step``.
 
@@ -59,9 +72,14 @@ class LatentDiscriminator(nn.Module):
     regularizer is built before it sees a code); the optimizer is then created on the first ``step``.
     """
 
-    def __init__(self, dim: int | None, hidden: int, layers: int, lr: float, r1: float) -> None:
+    def __init__(
+        self, dim: int | None, hidden: int, layers: int, lr: float, r1: float, minibatch_std: bool = False
+    ) -> None:
         super().__init__()
         self.net = mlp(dim, hidden, layers, 1)
+        if minibatch_std:
+            # The statistic enters after the last hidden layer, as in Karras et al., so the head weighs it.
+            self.net = nn.Sequential(*self.net[:-1], MinibatchStd(), nn.Linear(hidden + 1, 1))
         self.lr = lr
         self.r1 = r1
         self._optimizer: torch.optim.Adam | None = None

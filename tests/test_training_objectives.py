@@ -108,3 +108,49 @@ def test_encoder_and_decoder_never_learn_from_the_prior_fit():
     grads = torch.autograd.grad(loss, reference.model_params())
     for p, p0, g in zip(model.model_params(), reference.model_params(), grads):
         torch.testing.assert_close(p.detach(), p0.detach() - 0.01 * g)
+
+
+def test_prior_steps_take_that_many_theta_steps_on_the_same_codes_and_one_autoencoder_step():
+    x = torch.randn(32, 6)
+    model = _model("sgd")
+    model.prior_steps = 3
+    reference = copy.deepcopy(model)
+    torch.manual_seed(1)
+    training_step(model, x, beta=0.5)
+
+    torch.manual_seed(1)
+    mean, logvar = reference.encoder(x).chunk(2, dim=-1)
+    codes = GaussianPosterior(mean, logvar).rsample().detach()
+    theta = [p.detach().clone().requires_grad_() for p in reference.prior_params()]
+    for _ in range(3):  # three SGD steps of the fit loss, by hand, on the one batch of codes
+        with torch.no_grad():
+            for p, t in zip(reference.prior_params(), theta):
+                p.copy_(t)
+        grads = torch.autograd.grad(reference.prior.fit_loss(codes), reference.prior_params())
+        theta = [(t - 0.01 * g).detach() for t, g in zip(theta, grads)]
+    for p, t in zip(model.prior_params(), theta):
+        torch.testing.assert_close(p.detach(), t)
+    # φ and ψ took one step, as with prior_steps = 1.
+    once = _model("sgd")
+    torch.manual_seed(1)
+    training_step(once, x, beta=0.5)
+    for p, q in zip(model.model_params(), once.model_params()):
+        torch.testing.assert_close(p.detach(), q.detach())
+
+
+def test_one_prior_step_leaves_no_key_in_the_cell_so_old_cells_keep_their_ids(tmp_path):
+    from harness.config import load_config
+    from harness.grid import expand
+    from harness.plugins import load_registry
+
+    from conftest import TINY, write_config
+
+    ids = {}
+    for name, steps in (("unset", None), ("one", 1), ("three", 3)):
+        train = {**TINY["train"], **({} if steps is None else {"prior_steps": steps})}
+        cfg = write_config(tmp_path / f"{name}.yaml", train=train)
+        cells = expand("tiny", load_config(cfg).benchmarks["tiny"], load_registry(), "b.yaml")
+        ids[name] = {c.cell_id for c in cells}
+        assert ("prior_steps" in cells[0].train) == (steps == 3)
+    assert ids["unset"] == ids["one"]
+    assert not ids["one"] & ids["three"]

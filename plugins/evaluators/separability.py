@@ -30,6 +30,10 @@ from harness.api import checked_options
 from harness_plugins.evaluators.details import write_details
 
 
+#: ``per-label``: the most confident half of each predicted label; ``overall``: the most confident half of all.
+KeepRule = Literal["per-label", "overall"]
+
+
 def conditional_entropy(table: np.ndarray) -> float:
     """H(Y | X) in bits of a joint count table with X (the SVM prediction) on rows and Y (the label) on columns.
 
@@ -83,28 +87,30 @@ class CategoricalSeparability:
 
 
 def categorical_separability(
-    latents: np.ndarray | Tensor, probabilities: np.ndarray | Tensor
+    latents: np.ndarray | Tensor, probabilities: np.ndarray | Tensor, keep: KeepRule = "per-label"
 ) -> CategoricalSeparability:
     """Separability of one categorical label: ``probabilities`` [N, K] is a softmax over the K classes.
 
-    The label is the argmax, the confidence its probability; the most confident half is kept, a multi-class
-    (one-vs-rest, primal) linear SVM is fitted on its latents, and H(label | prediction) in bits comes from the
-    K×K table of predictions (rows) against labels (columns). The score is 2 ** H · K / K_kept, K_kept the number of
-    distinct labels in the kept half.
+    The label is the argmax, the confidence its probability; the most confident half is kept (``keep``, see
+    ``most_confident_half``), a multi-class (one-vs-rest, primal) linear SVM is fitted on its latents, and
+    H(label | prediction) in bits comes from the K×K table of predictions (rows) against labels (columns). The
+    score is 2 ** H · K / K_kept, K_kept the number of distinct labels in the kept half.
 
     Why the factor K / K_kept: 2 ** H(Y | X) <= 2 ** H(Y) <= K_kept, so a sampler that emits fewer classes has fewer
     to separate and would score better for it; a mode-collapsed sampler (K_kept = 1) has H(Y | X) = 0 and would be
     "perfect". A class missing from the kept half is instead counted as one no hyperplane can find: each such class
     multiplies the score as a fully confused one would. A one-class sampler therefore gets K, the score of labels
     independent of z (the metric's worst), and never ranks above a sampler covering all classes. The factor is 1
-    when every class is kept, so such samplers get StyleGAN's 2 ** H(Y | X) unchanged. NaN ("not measured") was
+    when every class is kept, so such samplers get StyleGAN's 2 ** H(Y | X) unchanged. With the ``per-label`` keep
+    rule every class the sampler emitted at least once is kept, so K_kept counts the classes emitted; how evenly
+    they were emitted is not this metric's question but coverage's (``coverage.kl``). NaN ("not measured") was
     rejected: the leaderboard pools seeds with a NaN-skipping mean and cannot rank a NaN, so a collapsed cell
     would either vanish or float to the top.
     """
     z = _numpy(latents)
     probs = _numpy(probabilities)
     num_classes = probs.shape[1]
-    kept = np.argsort(-probs.max(axis=1), kind="stable")[: len(z) // 2]
+    kept = most_confident_half(probs, keep)
     labels = probs[kept].argmax(axis=1)
     present = np.unique(labels)
     if len(present) < 2:
@@ -117,6 +123,28 @@ def categorical_separability(
         entropy = conditional_entropy(table)
     score = 2.0**entropy * num_classes / len(present)
     return CategoricalSeparability(float(score), len(kept), len(present))
+
+
+def most_confident_half(probabilities: np.ndarray, keep: KeepRule = "per-label") -> np.ndarray:
+    """Indices of the samples the SVM is fitted on, sorted: about half of them, the most confident ones.
+
+    ``overall`` is StyleGAN's rule applied to one categorical label: the N // 2 samples with the largest softmax
+    maximum. On a class dataset it drops whole classes: the classifier is surer of some classes (trousers, bags)
+    than of others (shirts), so the confident half of Fashion-MNIST samples held only 8 of the 10 classes and the
+    score then measured how well the easy classes separate. ``per-label`` (the default) keeps the most confident
+    ⌈n_k / 2⌉ of the n_k samples labelled k, for every label k: every class the sampler emitted is in the kept
+    half, in the proportion it was emitted, and the confidence cut still removes the ambiguous samples within each.
+    """
+    confidence = probabilities.max(axis=1)
+    if keep == "overall":
+        return np.sort(np.argsort(-confidence, kind="stable")[: len(probabilities) // 2])
+    labels = probabilities.argmax(axis=1)
+    kept: list[np.ndarray] = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        ranked = members[np.argsort(-confidence[members], kind="stable")]
+        kept.append(ranked[: (len(members) + 1) // 2])
+    return np.sort(np.concatenate(kept))
 
 
 def _linear_svm(z: np.ndarray, labels: np.ndarray) -> LinearSVC:
@@ -141,8 +169,10 @@ class SeparabilityEvaluator(Evaluator):
     and an attribute dataset's (CelebA) attributes one by one, as StyleGAN does; ``one-vs-rest`` counts each class
     of a class dataset as a binary attribute, the behaviour before ``labels`` existed (its scores are ≈ 1 by
     construction; kept to reproduce old numbers). StyleGAN draws 200,000 samples and keeps 100,000 per attribute.
-    ``separability-details.json`` records the labelling, the samples drawn, and per space how many were kept and
-    how many distinct labels they held.
+    ``keep`` (categorical labels only): ``per-label`` keeps the most confident half of each predicted class,
+    ``overall`` the most confident half of all samples, which drops the classes the classifier is least sure of
+    (``most_confident_half``). ``separability-details.json`` records the labelling, the keep rule, the samples
+    drawn, and per space how many were kept and how many distinct labels they held.
     """
 
     name = "separability"
@@ -154,10 +184,12 @@ class SeparabilityEvaluator(Evaluator):
         samples: Annotated[int, Field(ge=4, description="half are kept, and an SVM needs two")] = 200_000,
         batch_size: Annotated[int, Field(ge=1)] = 1000,
         labels: Literal["auto", "one-vs-rest"] = "auto",
+        keep: KeepRule = "per-label",
     ) -> None:
         self.samples = samples
         self.batch_size = batch_size
         self.labels = labels
+        self.keep = keep
 
     def evaluate(self, model: TrainedModel, data: EvalData) -> Mapping[str, float]:
         # Imported here: only this metric needs the classifier, which trains (once per dataset and seed) on demand.
@@ -180,13 +212,14 @@ class SeparabilityEvaluator(Evaluator):
         result: dict[str, float] = {}
         details: dict[str, Any] = {
             "labels": "categorical" if categorical else "per-attribute",
+            **({"keep": self.keep} if categorical else {}),
             "samples": self.samples,
             "kept": {},
             "distinct_labels": {},
         }
         for space, latents in spaces.items():
             if categorical:
-                measured = categorical_separability(latents, probs)
+                measured = categorical_separability(latents, probs, self.keep)
                 result[space] = measured.score
                 details["kept"][space] = measured.kept
                 details["distinct_labels"][space] = measured.distinct_labels

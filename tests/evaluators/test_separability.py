@@ -25,6 +25,7 @@ from harness_plugins.evaluators.separability import (
     attribute_entropies,
     categorical_separability,
     conditional_entropy,
+    most_confident_half,
     separability_score,
 )
 from harness_plugins.priors.gaussian import GaussianPrior
@@ -87,7 +88,8 @@ def _class_probabilities(labels: np.ndarray, num_classes: int, seed: int = 0) ->
     """A softmax whose argmax is ``labels``, with a confidence that varies from sample to sample."""
     rng = np.random.default_rng(seed)
     logits = rng.standard_normal((len(labels), num_classes))
-    logits[np.arange(len(labels)), labels] += 2.0 + 3.0 * rng.random(len(labels))
+    # Above the largest other logit, so the argmax is the label in every row, even in thousands of rows.
+    logits[np.arange(len(labels)), labels] = logits.max(axis=1) + 2.0 + 3.0 * rng.random(len(labels))
     return _softmax(logits)
 
 
@@ -104,7 +106,7 @@ def test_classes_in_separable_regions_score_about_one():
     z, labels = _blobs()
     measured = categorical_separability(z, _class_probabilities(labels, 4))
     assert measured.score < 1.05
-    assert measured.kept == 400 and measured.distinct_labels == 4
+    assert measured.kept == sum((n + 1) // 2 for n in np.bincount(labels)) and measured.distinct_labels == 4
 
 
 def test_class_labels_independent_of_z_score_about_the_number_of_classes():
@@ -125,9 +127,48 @@ def test_class_confidence_is_the_softmax_maximum_not_one_against_the_rest():
     probs[unsure] = [0.24, 0.24, 0.26, 0.26]
     probs[unsure & (labels == 1)] = [0.24, 0.24, 0.27, 0.25]
     z[unsure] = np.random.default_rng(2).standard_normal((unsure.sum(), 2))
-    measured = categorical_separability(z, probs)
+    measured = categorical_separability(z, probs, keep="overall")
     assert measured.distinct_labels == 2
     assert measured.score == pytest.approx(2.0, abs=0.05)  # separable (2 ** 0) times 4 classes / 2 kept
+
+
+def _unevenly_confident(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A softmax over 4 classes whose argmax is ``labels``: sure of classes 0-2 (maximum 0.9-1.0), unsure of class 3
+    (0.4-0.5), as a Fashion-MNIST classifier is of trousers and of shirts."""
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    confidence = np.where(labels == 3, 0.4 + 0.1 * rng.random(n), 0.9 + 0.1 * rng.random(n))
+    probs = np.tile(((1.0 - confidence) / 3.0)[:, None], (1, 4))
+    probs[np.arange(n), labels] = confidence
+    return probs
+
+
+def test_the_overall_confident_half_drops_the_class_the_classifier_is_unsure_of():
+    labels = np.random.default_rng(1).integers(0, 4, 1000)
+    assert 3 not in labels[most_confident_half(_unevenly_confident(labels), "overall")]
+
+
+def test_the_per_label_confident_half_keeps_the_top_half_of_every_emitted_class():
+    labels = np.random.default_rng(1).integers(0, 4, 1000)
+    probs = _unevenly_confident(labels)
+    kept = most_confident_half(probs, "per-label")
+    dropped = np.setdiff1d(np.arange(len(labels)), kept)
+    confidence = probs.max(axis=1)
+    for k in range(4):
+        assert (labels[kept] == k).sum() == ((labels == k).sum() + 1) // 2
+        # Within a class, every kept sample is at least as confident as every dropped one.
+        assert confidence[kept][labels[kept] == k].min() >= confidence[dropped][labels[dropped] == k].max()
+    assert len(kept) == pytest.approx(len(labels) / 2, abs=4)
+
+
+def test_per_label_keep_measures_every_class_where_the_overall_half_loses_one():
+    z, labels = _blobs(n=1000)
+    probs = _unevenly_confident(labels)
+    per_label = categorical_separability(z, probs)
+    overall = categorical_separability(z, probs, keep="overall")
+    assert per_label.distinct_labels == 4 and per_label.score < 1.05
+    # Separable too, but class 3 is missing from the kept half and counted as fully confused: 2 ** 0 · 4 / 3.
+    assert overall.distinct_labels == 3 and overall.score == pytest.approx(4 / 3, abs=0.05)
 
 
 def test_a_one_class_sampler_scores_no_better_than_any_sampler_covering_all_classes():
@@ -225,7 +266,7 @@ def test_a_collapsed_class_sampler_scores_the_worst_and_the_details_say_why(monk
     result = _evaluate(GaussianPrior(latent_dim=2), monkeypatch, tmp_path, OneClassClassifier())
     assert result == {"zT": 4.0, "z0": 4.0}
     details = json.loads((tmp_path / "separability-details.json").read_text())
-    assert details["labels"] == "categorical"
+    assert details["labels"] == "categorical" and details["keep"] == "per-label"
     assert details["kept"] == {"zT": 1000, "z0": 1000}
     assert details["distinct_labels"] == {"zT": 1, "z0": 1}
 
@@ -241,6 +282,8 @@ def test_one_vs_rest_keeps_the_old_score_reachable(monkeypatch, tmp_path):
 def test_labels_is_a_resolved_option_so_categorical_cells_get_new_ids():
     # Cells hash their resolved evaluator options: a new option with a default changes every separability cell id.
     assert validate_options(SeparabilityEvaluator, {}, "e")["labels"] == "auto"
+    # So is the keep rule: the per-label default gave every categorical cell a new id again.
+    assert validate_options(SeparabilityEvaluator, {}, "e")["keep"] == "per-label"
     with pytest.raises(ConfigError, match="'auto' or 'one-vs-rest'"):
         validate_options(SeparabilityEvaluator, {"labels": "per-class"}, "e")
 
@@ -265,4 +308,6 @@ def test_a_digits_run_reports_both_spaces_with_the_harness_classifier(tmp_path, 
     assert 1.0 <= metrics["separability.zT"] <= 10.0
     (cell,) = (tmp_path / "out" / "cells").iterdir()
     details = json.loads((cell / "separability-details.json").read_text())
-    assert details["labels"] == "categorical" and details["kept"]["zT"] == 500
+    # Half of each predicted class, rounded up: 500 plus at most one per class.
+    assert details["labels"] == "categorical" and 500 <= details["kept"]["zT"] <= 510
+    assert details["distinct_labels"]["zT"] >= 2

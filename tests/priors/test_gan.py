@@ -173,3 +173,40 @@ def test_checkpoint_round_trip_restores_the_discriminators_adam_moments(tmp_path
 def test_nonsense_options_raise_value_error(options):
     with pytest.raises(ValueError):
         GANPrior(latent_dim=2, **options)
+
+
+def test_minibatch_std_appends_the_batch_spread_averaged_over_features():
+    from harness_plugins.adversarial_common import MinibatchStd
+
+    h = torch.randn(16, 5)
+    out = MinibatchStd()(h)
+    expected = h.numpy().std(axis=0).mean()  # numpy's std is the population one, as Karras et al. use
+    assert out.shape == (16, 6)
+    torch.testing.assert_close(out[:, :5], h)
+    torch.testing.assert_close(out[:, 5], torch.full((16,), float(expected)))
+    assert float(MinibatchStd()(h[:1])[0, 5]) == 0.0  # one row has no spread, and no NaN
+
+
+def test_only_a_minibatch_std_discriminator_tells_a_batch_of_one_repeated_code_from_real_codes():
+    # Fake batches are one N(0, I) point repeated: row by row they are distributed as the real codes, so a
+    # discriminator that judges rows one at a time cannot tell them apart, while the batch's spread (0 vs ~1) can.
+    from harness_plugins.adversarial_common import LatentDiscriminator
+
+    gaps = {}
+    for minibatch_std in (False, True):
+        torch.manual_seed(0)
+        disc = LatentDiscriminator(2, 32, 2, 1e-2, 1.0, minibatch_std=minibatch_std)
+        for _ in range(300):
+            logs = disc.step(real=torch.randn(64, 2), fake=torch.randn(1, 2).expand(64, 2))
+        gaps[minibatch_std] = logs["d_real"] - logs["d_fake"]
+    assert gaps[True] > 0.25, gaps
+    assert abs(gaps[False]) < 0.1, gaps
+
+
+def test_minibatch_std_is_an_option_of_the_gan_prior_and_off_by_default_in_the_shared_discriminator():
+    from harness_plugins.adversarial_common import LatentDiscriminator, MinibatchStd
+
+    assert not any(isinstance(m, MinibatchStd) for m in LatentDiscriminator(2, 8, 1, 1e-3, 1.0).modules())
+    prior = GANPrior(latent_dim=2, hidden=8, minibatch_std=True)
+    assert any(isinstance(m, MinibatchStd) for m in prior.discriminator.modules())
+    assert prior.fit_loss(torch.randn(32, 2)).shape == ()

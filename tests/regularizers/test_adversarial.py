@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -158,7 +159,8 @@ def test_priors_fitted_after_training_are_incompatible_with_a_reason():
 
 def test_data_dims_scale_multiplies_the_fooling_loss_by_the_number_of_data_dimensions():
     torch.manual_seed(0)
-    scaled, unscaled = AdversarialRegularizer(hidden=16), AdversarialRegularizer(hidden=16, scale="none")
+    scaled = AdversarialRegularizer(hidden=16, scale="data_dims")
+    unscaled = AdversarialRegularizer(hidden=16, scale="none")
     z = torch.randn(8, 2)
     post = GaussianPosterior(torch.zeros(8, 2), torch.zeros(8, 2))
     unscaled_penalty = unscaled.penalty(z, post, GaussianPrior(2))  # builds the lazy layer
@@ -181,8 +183,52 @@ def test_build_model_tells_the_regularizer_the_data_shape_and_leaves_regularizer
     cells = [c for c in expand("tiny", load_config(cfg).benchmarks["tiny"], registry, "b.yaml") if c.beta]
     models = {c.regularizer: build_model(c, registry, (1, 8, 8), torch.device("cpu")) for c in cells}
     assert models["adversarial"].regularizer.data_dims == 64
-    assert models["adversarial"].regularizer.scale == "data_dims"
+    assert models["adversarial"].regularizer.scale == "squared_error"
+    # The tiny config's γ = 0.05: the fooling loss weighs 1/(2γ) = 10, as a unit of squared error does.
+    assert models["adversarial"].regularizer.weight() == pytest.approx(10.0)
     assert not hasattr(models["kl"].regularizer, "data_dims")
+
+
+def _penalty_per_unscaled(likelihood) -> float:
+    """The squared_error penalty divided by the unscaled one, on the same critic and codes."""
+    torch.manual_seed(0)
+    scaled, unscaled = AdversarialRegularizer(hidden=16), AdversarialRegularizer(hidden=16, scale="none")
+    z = torch.randn(8, 2)
+    post = GaussianPosterior(torch.zeros(8, 2), torch.zeros(8, 2))
+    reference = unscaled.penalty(z, post, GaussianPrior(2))
+    scaled.load_state_dict(unscaled.state_dict())
+    if likelihood is not None:
+        scaled.bind_likelihood(likelihood)
+    return float((scaled.penalty(z, post, GaussianPrior(2)) / reference).mean().detach())
+
+
+def test_squared_error_scale_states_beta_in_the_units_of_the_gaussian_squared_error():
+    from harness.likelihoods import BernoulliLikelihood
+
+    # nll = ‖x − x̂‖²/(2γ) + const: one unit of squared error costs 1/(2γ), and so does one nat of fooling.
+    assert _penalty_per_unscaled(GaussianLikelihood(0.01)) == pytest.approx(50.0)
+    assert _penalty_per_unscaled(GaussianLikelihood(0.25)) == pytest.approx(2.0)
+    assert _penalty_per_unscaled(BernoulliLikelihood()) == pytest.approx(1.0)  # its NLL is already the cost
+    assert _penalty_per_unscaled(None) == pytest.approx(1.0)  # built by hand, never bound
+
+
+def test_squared_error_scale_follows_a_learned_and_an_optimal_gamma_as_they_change():
+    learned = GaussianLikelihood("learned")
+    with torch.no_grad():
+        learned.log_gamma.fill_(math.log(0.02))
+    assert _penalty_per_unscaled(learned) == pytest.approx(25.0)
+    optimal = GaussianLikelihood("optimal")
+    assert _penalty_per_unscaled(optimal) == pytest.approx(1.0)  # before any batch: no γ* yet
+    x = torch.zeros(4, 6)
+    optimal.nll(x, x + 0.1)  # training mode: records γ* = 0.01 as the running γ
+    assert _penalty_per_unscaled(optimal) == pytest.approx(50.0)
+
+
+def test_the_bound_likelihood_stays_out_of_the_regularizers_parameters_and_checkpoint():
+    reg = AdversarialRegularizer(hidden=16)
+    reg.bind_likelihood(GaussianLikelihood("learned"))
+    assert not any("log_gamma" in name for name in reg.state_dict())
+    assert not any(p.ndim == 0 for p in reg.parameters())
 
 
 def test_scale_is_a_resolved_option_so_it_changes_the_cell_id(tmp_path):
@@ -191,13 +237,13 @@ def test_scale_is_a_resolved_option_so_it_changes_the_cell_id(tmp_path):
     from harness.plugins import load_registry
 
     ids = {}
-    for scale in ("data_dims", "none"):
+    for scale in ("squared_error", "data_dims", "none"):
         regularizers = {"adversarial": {"scale": scale}}
         cfg = write_config(tmp_path / f"{scale}.yaml", priors={"gaussian": {}}, regularizers=regularizers)
         cells = expand("tiny", load_config(cfg).benchmarks["tiny"], load_registry(), "b.yaml")
         assert {c.regularizer_options["scale"] for c in cells} == {scale}
         ids[scale] = {c.cell_id for c in cells}
-    assert not ids["data_dims"] & ids["none"]
+    assert not ids["data_dims"] & ids["none"] and not ids["squared_error"] & ids["data_dims"]
 
 
 @pytest.mark.parametrize(
