@@ -18,10 +18,10 @@ import torch
 import yaml
 
 from harness.config import load_config
-from harness.executors import PoolExecutor
-from harness.plugins import load_registry
-from harness.runner import plan_benchmark, run_plan
-from harness.store import Store
+from harness.run.executors import PoolExecutor
+from harness.registry import load_registry
+from harness.run.cell import plan_benchmark, run_plan
+from harness.run.store import Store
 from train_throughput import _cell, _data, bare_loop, harness_loop
 
 

@@ -23,11 +23,11 @@ import torch
 import yaml
 
 from harness.config import load_config
-from harness.executors import LocalExecutor, PoolExecutor
+from harness.run.executors import LocalExecutor, PoolExecutor
 from harness.threads import cpu_threads_per_worker
-from harness.plugins import load_registry
-from harness.runner import plan_benchmark, run_plan
-from harness.store import Store
+from harness.registry import load_registry
+from harness.run.cell import plan_benchmark, run_plan
+from harness.run.store import Store
 
 
 def _config(path: Path, cells: int, epochs: int) -> Path:
@@ -56,8 +56,8 @@ def _config(path: Path, cells: int, epochs: int) -> Path:
 def _probe() -> float:
     """What a fresh worker pays before its cell: imports and plugin discovery."""
     start = time.perf_counter()
-    from harness.plugins import load_registry as load
-    from harness.runner import run_cell  # noqa: F401
+    from harness.registry import load_registry as load
+    from harness.run.cell import run_cell  # noqa: F401
 
     load()
     return time.perf_counter() - start

@@ -36,7 +36,7 @@ CONDITIONS = ("idle", "load")
 def _cell() -> Any:
     from harness.config import BenchmarkConfig
     from harness.grid import expand
-    from harness.plugins import load_registry
+    from harness.registry import load_registry
 
     registry = load_registry()
     bench = BenchmarkConfig.model_validate({
@@ -55,7 +55,7 @@ def _batches(n: int, batch_size: int) -> Iterator[Any]:
     import torch
 
     from harness.api import as_float
-    from harness.train import batches
+    from harness.model.train import batches
 
     # Digits' size and shape; random pixels step exactly as fast as real ones.
     data = torch.randint(0, 256, (n, 1, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
@@ -69,7 +69,7 @@ def _batches(n: int, batch_size: int) -> Iterator[Any]:
 def _steps_per_second(cell: Any, registry: Any, seconds: float) -> float:
     import torch
 
-    from harness.train import build_model, training_step
+    from harness.model.train import build_model, training_step
 
     torch.manual_seed(0)
     model = build_model(cell, registry, (1, 8, 8), torch.device("cpu"))

@@ -21,8 +21,8 @@ import torch
 from harness.api import DataSplit, as_float
 from harness.config import BenchmarkConfig
 from harness.grid import expand
-from harness.plugins import load_registry
-from harness.train import batches, build_model, train
+from harness.registry import load_registry
+from harness.model.train import batches, build_model, train
 
 
 def _data(n: int, device: torch.device) -> tuple[DataSplit, str]:

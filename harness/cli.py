@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from harness import __version__
 from harness.config import ConfigError, choose_benchmarks, load_config
 from harness.paths import check_out_folder, under
-from harness.plugins import AUTOLOAD_ENV, PluginConflict, Registry, load_registry
+from harness.registry import AUTOLOAD_ENV, PluginConflict, Registry, load_registry
 
 if TYPE_CHECKING:
-    from harness.store import Store
+    from harness.run.store import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -111,7 +111,7 @@ def _threads(args: argparse.Namespace, device: Any) -> int | None:
 
 def _executor(args: argparse.Namespace, registry: Registry, device: Any, threads: int | None = None) -> Any:
     """The executor of ``--executor``; ``threads``: torch threads per worker (from ``_threads``)."""
-    from harness.executors import LocalExecutor, PoolExecutor, RayExecutor
+    from harness.run.executors import LocalExecutor, PoolExecutor, RayExecutor
 
     kind = _executor_kind(args)
     if kind == "local":
@@ -144,9 +144,11 @@ def _note_unfinished_fresh_run(store: Store, fresh: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness import leaderboard, progress, provenance
-    from harness.runner import plan_benchmark, run_plan
-    from harness.store import Store, write_json_atomic
+    from harness import progress
+    from harness.report import leaderboard
+    from harness.run import provenance
+    from harness.run.cell import plan_benchmark, run_plan
+    from harness.run.store import Store, write_json_atomic
 
     device = _device(args.device)
     config = load_config(args.config)
@@ -193,7 +195,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     benchmark and search, ``ok`` on stdout or its error on stderr; exit 2 when any failed."""
     from collections.abc import Callable
 
-    from harness.runner import plan_benchmark
+    from harness.run.cell import plan_benchmark
 
     config = load_config(args.config)
     source = str(args.config)
@@ -295,7 +297,7 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from harness.leaderboard import render
+    from harness.report.leaderboard import render
 
     out = Path(args.dir)
     if not (out / "cells").is_dir():

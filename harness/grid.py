@@ -27,7 +27,7 @@ from torch.nn.parameter import is_lazy
 
 from harness.config import BenchmarkConfig, ConfigError, quote, suggest
 from harness.options import validate_options
-from harness.plugins import Kind, Registry
+from harness.registry import Kind, Registry
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tqdm.auto import tqdm
 
 from harness.grid import Cell
-from harness.store import Store
+from harness.run.store import Store
 
 if TYPE_CHECKING:
-    from harness.executors import CellTask, OnOutcome, Outcome
-    from harness.runner import Plan
+    from harness.run.executors import CellTask, OnOutcome, Outcome
+    from harness.run.cell import Plan
 
 T = TypeVar("T")
 
@@ -186,7 +186,7 @@ def _config_name(row: dict[str, Any]) -> str:
 def winners(out: Path, bench: str) -> list[str]:
     """``BENCH: best on DATASET by METRIC ↓: CONFIG: mean ± std (n seeds)``, one line per dataset, ranked exactly as
     the leaderboard ranks (``leaderboard._ranked`` over ``long_table``) from the done cells in ``out``."""
-    from harness.leaderboard import _arrow, _ranked, long_table
+    from harness.report.leaderboard import _arrow, _ranked, long_table
 
     done = [r for r in Store(out).results() if r.get("benchmark") == bench and r.get("status") == "done"]
     if not done:

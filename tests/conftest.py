@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from harness.plugins import Registry, load_registry
+from harness.registry import Registry, load_registry
 
 #: A benchmark small enough to train in about a second on a CPU core.
 TINY: dict[str, Any] = {

@@ -17,7 +17,7 @@ import pytest
 import harness.cli
 from harness import Prior, hookimpl
 from harness.cli import main
-from harness.plugins import load_registry
+from harness.registry import load_registry
 
 
 def bench(extra: str = "", datasets: str = "[digits]", priors: str = "{gaussian: {}}", regularizers: str = "[kl]") -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import make_distribution, write_config
 from harness.cli import main
-from harness.executors import WORKER_DIED
+from harness.run.executors import WORKER_DIED
 
 SUICIDAL = '''
 import os
@@ -133,8 +133,8 @@ def harness_register_priors(register):
 
 def _ray_plan(cfg: Path):
     from harness.config import load_config
-    from harness.plugins import load_registry
-    from harness.runner import plan_benchmark
+    from harness.registry import load_registry
+    from harness.run.cell import plan_benchmark
 
     registry = load_registry()
     return plan_benchmark("tiny", load_config(cfg).benchmarks["tiny"], registry, str(cfg)), registry
@@ -147,9 +147,9 @@ def test_ray_runs_at_most_one_cell_per_gpu_and_retries_a_dead_task_into_one_resu
     ray = pytest.importorskip("ray", reason="Ray is the optional extra prior-harness[ray]")
     import torch
 
-    from harness.executors import RayExecutor
-    from harness.runner import run_plan
-    from harness.store import Store
+    from harness.run.executors import RayExecutor
+    from harness.run.cell import run_plan
+    from harness.run.store import Store
 
     site = tmp_path / "site"
     site.mkdir()

@@ -23,8 +23,8 @@ from harness import Prior
 from harness.cli import main
 from harness.config import MAX_DEPTH, MAX_EXPANDED, MAX_FILE_BYTES, BenchmarkConfig, load_config, valid_name
 from harness.grid import MAX_CELLS, MAX_COMBINATIONS, MAX_ELEMENTS, MAX_MODULES, expand
-from harness.plugins import Registry
-from harness.train import build_model
+from harness.registry import Registry
+from harness.model.train import build_model
 from test_config_errors import bench, one_error, register_priors_for_cli, write
 
 REPO = Path(__file__).resolve().parents[1]

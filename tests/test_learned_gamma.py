@@ -7,8 +7,8 @@ from torch import nn
 
 from harness.config import DEFAULT_GAMMA_LR, ModelConfig
 
-from harness.likelihoods import GaussianLikelihood
-from harness.train import Model, _checkpoint, _restore, training_step
+from harness.model.likelihoods import GaussianLikelihood
+from harness.model.train import Model, _checkpoint, _restore, training_step
 from harness_plugins.priors.gaussian import GaussianPrior
 from harness_plugins.regularizers.kl import KLRegularizer
 

@@ -3,7 +3,7 @@ import math
 import torch
 from torch.distributions import Bernoulli, Independent, Normal
 
-from harness.likelihoods import BernoulliLikelihood, GaussianLikelihood, build_likelihood
+from harness.model.likelihoods import BernoulliLikelihood, GaussianLikelihood, build_likelihood
 
 
 def test_gaussian_nll_matches_torch_normal_with_variance_gamma():

@@ -11,11 +11,11 @@ import torch
 import yaml
 from scipy import stats
 
-from harness.claims import check, compare
+from harness.report.claims import check, compare
 from harness.cli import main
 from harness.config import load_config
 from harness.grid import expand
-from harness.latent_figures import slerp
+from harness.report.latent_figures import slerp
 
 VARIANTS = {
     "datasets": ["digits"],
@@ -166,8 +166,8 @@ def test_a_run_with_variants_writes_claims_the_beta_figure_and_latent_figures(tm
     # Right grid shapes, from the trained cell: 2 rows (Z_0, Z_T) per pair, steps + 2 (interpolation: A, path, B)
     # or steps + 1 (edits: start, path) columns; every row and column labelled, the title saying what is shown.
     from harness.grid import Cell
-    from harness.latent_figures import edit_grid, interpolation_grid, load_cell
-    from harness.plugins import load_registry
+    from harness.report.latent_figures import edit_grid, interpolation_grid, load_cell
+    from harness.registry import load_registry
 
     done = [json.loads(p.read_text()) for p in out.glob("cells/*/result.json")]
     chosen = next(r for r in done if r["cell"]["variant"] == "flow-vae" and r["cell"]["beta"] == 0

@@ -16,9 +16,9 @@ from harness.api import GaussianPosterior
 from harness.cli import main
 from harness.config import BenchmarkConfig
 from harness.grid import expand
-from harness.likelihoods import GaussianLikelihood
-from harness.perceptual import LAYERS, PAPER_LAYERS, RELU_INDICES, PerceptualLoss, vgg19_trunk
-from harness.train import CHECKPOINT, Model, training_step
+from harness.model.likelihoods import GaussianLikelihood
+from harness.model.perceptual import LAYERS, PAPER_LAYERS, RELU_INDICES, PerceptualLoss, vgg19_trunk
+from harness.model.train import CHECKPOINT, Model, training_step
 from harness_plugins.priors.gaussian import GaussianPrior
 from harness_plugins.regularizers.kl import KLRegularizer
 

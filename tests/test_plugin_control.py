@@ -8,7 +8,7 @@ import sys
 
 from conftest import make_distribution
 from harness.cli import main
-from harness.plugins import load_registry
+from harness.registry import load_registry
 
 PRIOR = """
 import torch

@@ -24,7 +24,7 @@ from test_config_errors import one_error
 from conftest import make_distribution, write_config
 from harness.api import checked_options
 from harness.cli import main
-from harness.plugins import Kind, Registry, load_registry
+from harness.registry import Kind, Registry, load_registry
 from harness_plugins.datasets.digits import Digits
 
 PRIOR_CLASS = """

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_distribution, write_config
-from harness.plugins import PluginConflict, load_registry
+from harness.registry import PluginConflict, load_registry
 
 LAPLACE = '''
 import torch

@@ -17,7 +17,7 @@ from conftest import write_config
 from harness import EvalData, progress
 from harness.cli import main
 from harness.grid import Cell
-from harness.store import Store
+from harness.run.store import Store
 from harness_plugins.datasets.digits import Digits
 from harness_plugins.evaluators.classifier import load_or_train_classifier
 

@@ -61,7 +61,7 @@ def test_a_run_from_another_repository_records_the_harness_commit_and_each_plugi
 
 
 SOURCE = (
-    "import json, dataclasses; from harness.provenance import harness_source; "
+    "import json, dataclasses; from harness.run.provenance import harness_source; "
     "print(json.dumps(dataclasses.asdict(harness_source())))"
 )
 

@@ -21,13 +21,13 @@ import torch
 import yaml
 
 from conftest import TINY, make_distribution, write_config
-from harness import leaderboard
+from harness.report import leaderboard
 from harness.cli import main
 from harness.config import load_config
 from harness.paths import OutsideOutFolder, under, write_atomic
-from harness.plugins import load_registry
-from harness.runner import CellPruned, DataCache, plan_benchmark, run_cell, run_plan
-from harness.store import FRESH_RUN, Store
+from harness.registry import load_registry
+from harness.run.cell import CellPruned, DataCache, plan_benchmark, run_cell, run_plan
+from harness.run.store import FRESH_RUN, Store
 
 #: A prior that appends one line per training (its first fit) to ``log``; then waits until the file ``gate`` exists
 #: (so two processes' runs surely overlap) and sleeps ``delay`` seconds per step (so a signal can land mid-cell).

@@ -18,10 +18,10 @@ import plugin_doubles
 from conftest import write_config
 from harness.cli import main
 from harness.config import load_config
-from harness.plugins import load_registry
-from harness.runner import plan_benchmark, run_plan
-from harness.store import Store
-from harness.train import CHECK_EVERY
+from harness.registry import load_registry
+from harness.run.cell import plan_benchmark, run_plan
+from harness.run.store import Store
+from harness.model.train import CHECK_EVERY
 
 
 def _results(out: Path) -> dict[str, dict]:

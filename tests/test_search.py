@@ -25,10 +25,10 @@ import plugin_doubles
 from conftest import TINY
 from harness.cli import main
 from harness.config import load_config
-from harness.plugins import load_registry
+from harness.registry import load_registry
 from harness.search import run, tally
-from harness.search_config import resolve
-from harness.store import Store
+from harness.search.space import resolve
+from harness.run.store import Store
 
 #: A benchmark of tiny digits cells (about a second each on a CPU core).
 BENCH: dict[str, Any] = {**TINY, "default": True, "regularizers": ["kl"], "sample_grid": 0}

@@ -10,8 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from harness import GaussianPosterior, Prior
-from harness.likelihoods import GaussianLikelihood
-from harness.train import Model, training_step
+from harness.model.likelihoods import GaussianLikelihood
+from harness.model.train import Model, training_step
 from harness_plugins.regularizers.kl import KLRegularizer
 
 
@@ -141,7 +141,7 @@ def test_prior_steps_take_that_many_theta_steps_on_the_same_codes_and_one_autoen
 def test_one_prior_step_leaves_no_key_in_the_cell_so_old_cells_keep_their_ids(tmp_path):
     from harness.config import load_config
     from harness.grid import expand
-    from harness.plugins import load_registry
+    from harness.registry import load_registry
 
     from conftest import TINY, write_config
 

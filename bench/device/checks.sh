@@ -28,7 +28,7 @@ cat "$OUT/machine.txt" | tee -a "$OUT/checks.log"
 
 step install 120 bash -c 'python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .device/whl/*.whl && python3 -m pip install -q --no-index --no-deps --no-build-isolation \
-  --no-cache-dir --target /tmp/site . && python3 -c "from harness.plugins import load_registry; print(len(load_registry().names(\"prior\")), \"priors\")"'
+  --no-cache-dir --target /tmp/site . && python3 -c "from harness.registry import load_registry; print(len(load_registry().names(\"prior\")), \"priors\")"'
 step gpu-tests 240 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
 step gpu-throughput 200 python3 bench/gpu_throughput.py --share 4 --epochs 2
 step train-throughput 100 python3 bench/train_throughput.py --device cuda --rounds 3

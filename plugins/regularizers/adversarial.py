@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from harness import GaussianPosterior, Prior, Regularizer, hookimpl
-from harness.likelihoods import Likelihood
+from harness.model.likelihoods import Likelihood
 from harness_plugins.adversarial_common import LatentDiscriminator, check_options, fooling_loss
 
 
@@ -56,7 +56,7 @@ class AdversarialRegularizer(Regularizer):
     0.0029 at β = 0.01, 0.1, 0.5, 1 (the KL VAE at β = 1: 0.025).
 
     The likelihood and D reach the regularizer through ``bind_likelihood`` and ``bind_data_shape``, optional hooks
-    the harness calls after construction (``harness.train.build_model``) on any regularizer that defines them;
+    the harness calls after construction (``harness.model.train.build_model``) on any regularizer that defines them;
     third-party regularizers without them are untouched and the plugin option contract (``HARNESS_SUPPLIED``) is
     unchanged. Until they are called (a regularizer built by hand outside the harness) both weights count as 1.
 

@@ -14,7 +14,7 @@ from torch import Tensor
 from conftest import write_config
 from harness import EvalData, as_float
 from harness.cli import main
-from harness.store import Store
+from harness.run.store import Store
 from harness_plugins.datasets.digits import Digits
 from harness_plugins.evaluators.classifier import load_or_train_classifier
 from harness_plugins.evaluators.feature_diversity import FeatureDiversityEvaluator

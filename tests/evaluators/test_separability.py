@@ -18,7 +18,7 @@ from harness import Prior, TrainedModel
 from harness.cli import main
 from harness.config import ConfigError
 from harness.options import validate_options
-from harness.store import Store
+from harness.run.store import Store
 from harness_plugins.evaluators import classifier as classifier_module
 from harness_plugins.evaluators.separability import (
     SeparabilityEvaluator,

@@ -13,8 +13,8 @@ from torch.distributions import Independent, Normal
 
 from conftest import write_config
 from harness.cli import main
-from harness.plugins import load_registry
-from harness.store import Store
+from harness.registry import load_registry
+from harness.run.store import Store
 from harness_plugins.priors.realnvp import RealNVPPrior
 
 RING_RADIUS = 1.5

@@ -12,9 +12,9 @@ from torch import Tensor, nn
 
 from harness import GaussianPosterior, Prior
 from harness.cli import main
-from harness.likelihoods import GaussianLikelihood
-from harness.store import Store
-from harness.train import Model, training_step
+from harness.model.likelihoods import GaussianLikelihood
+from harness.run.store import Store
+from harness.model.train import Model, training_step
 from harness_plugins.priors.gaussian import GaussianPrior
 from harness_plugins.regularizers.adversarial import AdversarialRegularizer
 from harness_plugins.regularizers.none import NoRegularizer
@@ -175,8 +175,8 @@ def test_data_dims_scale_multiplies_the_fooling_loss_by_the_number_of_data_dimen
 def test_build_model_tells_the_regularizer_the_data_shape_and_leaves_regularizers_without_the_hook_alone(tmp_path):
     from harness.config import load_config
     from harness.grid import expand
-    from harness.plugins import load_registry
-    from harness.train import build_model
+    from harness.registry import load_registry
+    from harness.model.train import build_model
 
     cfg = write_config(tmp_path / "b.yaml", priors={"gaussian": {}}, regularizers=["adversarial", "kl"])
     registry = load_registry()
@@ -203,7 +203,7 @@ def _penalty_per_unscaled(likelihood) -> float:
 
 
 def test_squared_error_scale_states_beta_in_the_units_of_the_gaussian_squared_error():
-    from harness.likelihoods import BernoulliLikelihood
+    from harness.model.likelihoods import BernoulliLikelihood
 
     # nll = ‖x − x̂‖²/(2γ) + const: one unit of squared error costs 1/(2γ), and so does one nat of fooling.
     assert _penalty_per_unscaled(GaussianLikelihood(0.01)) == pytest.approx(50.0)
@@ -234,7 +234,7 @@ def test_the_bound_likelihood_stays_out_of_the_regularizers_parameters_and_check
 def test_scale_is_a_resolved_option_so_it_changes_the_cell_id(tmp_path):
     from harness.config import load_config
     from harness.grid import expand
-    from harness.plugins import load_registry
+    from harness.registry import load_registry
 
     ids = {}
     for scale in ("squared_error", "data_dims", "none"):

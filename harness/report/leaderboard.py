@@ -15,10 +15,10 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from harness.claims import claims_section
-from harness.figures import metric_bars, metric_vs_beta, samples_overview
+from harness.report.claims import claims_section
+from harness.report.figures import metric_bars, metric_vs_beta, samples_overview
 from harness.paths import atomic_figure, under, write_atomic
-from harness.store import Store
+from harness.run.store import Store
 
 GROUP = ["benchmark", "model", "dataset", "prior", "prior_options", "regularizer", "beta"]
 COLUMNS = ["cell_id", *GROUP, "seed", "metric", "value", "details"]
@@ -201,8 +201,8 @@ def _latent_section(out_dir: Path, options: dict[str, Any] | None, done: list[di
     matches = [r for r in done if all(v is None or r["cell"].get(k) == v for k, v in wanted.items())]
     if not matches:
         return "## Latent space\n\nNo finished cell matches `latent_figures` yet.\n"
-    from harness import latent_figures
-    from harness.plugins import load_registry
+    from harness.report import latent_figures
+    from harness.registry import load_registry
 
     note = ""
     try:

@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 
 from harness.api import DataSplit, GaussianPosterior, Prior, Regularizer, TrainedModel, as_float
 from harness.grid import Cell
-from harness.likelihoods import Likelihood, build_likelihood
-from harness.perceptual import PerceptualLoss, build_perceptual
-from harness.plugins import Registry
+from harness.model.likelihoods import Likelihood, build_likelihood
+from harness.model.perceptual import PerceptualLoss, build_perceptual
+from harness.registry import Registry
 from harness.progress import bars_enabled
 
 CHECKPOINT = "checkpoint.pt"

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.grid import Cell
-from harness.plugins import Registry
-from harness.store import FINISHED, FreshRun, Store
+from harness.registry import Registry
+from harness.run.store import FINISHED, FreshRun, Store
 
 WORKER_DIED = (
     "worker process died while running this cell (killed by a signal: out of memory, a segfault or SIGKILL); "
@@ -76,13 +76,13 @@ def run_task(task: CellTask, registry: Registry | None = None) -> Outcome:
     """
     import torch
 
-    from harness.runner import DataCache, run_cell
+    from harness.run.cell import DataCache, run_cell
 
     if task.threads:
         torch.set_num_threads(task.threads)
     if registry is None:
         if _STATE.registry is None:
-            from harness.plugins import load_registry
+            from harness.registry import load_registry
 
             _STATE.registry = load_registry()
         registry = _STATE.registry

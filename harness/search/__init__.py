@@ -1,7 +1,7 @@
 """Optuna searches over β, flow depth and any other option (``harness search``).
 
 Each trial is one cell, built, trained, evaluated and stored exactly as ``harness run`` would (see
-``harness.search_config``). Workers (local spawned processes, or the same command on other machines) pull trials
+``harness.search.space``). Workers (local spawned processes, or the same command on other machines) pull trials
 from one shared study: a journal file, or a database URL with heartbeats so the trial of a worker that died is
 failed and retried.
 
@@ -41,8 +41,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import ConfigError, SearchHeartbeat, load_config
 from harness.paths import atomic_figure, under, write_atomic
-from harness.plugins import Registry
-from harness.search_config import Search, TrialError, resolve
+from harness.registry import Registry
+from harness.search.space import Search, TrialError, resolve
 
 __all__ = ["Search", "check_available", "resolve", "run", "open_storage", "tally"]
 
@@ -347,8 +347,8 @@ class _Worker:
     def __init__(self, spec: WorkerSpec, search: Search, registry: Registry, storage: Storage) -> None:
         import torch
 
-        from harness.runner import DataCache
-        from harness.store import Store
+        from harness.run.cell import DataCache
+        from harness.run.store import Store
 
         self.spec, self.search, self.registry, self.storage = spec, search, registry, storage
         self.device = torch.device(spec.device)
@@ -421,7 +421,7 @@ class _Worker:
             print(f"{self.search.name}: trial {trial.number} {state.name.lower()}: {what} ({shown})", file=sys.stderr)
 
     def objective(self, trial: optuna.Trial) -> float:
-        from harness.runner import CellPruned, run_cell
+        from harness.run.cell import CellPruned, run_cell
 
         values = _suggest(trial, self.search)
         cell = self.search.cell(values, self.registry)
@@ -487,7 +487,7 @@ def work(spec: WorkerSpec, registry: Registry | None = None, search: Search | No
         torch.set_num_threads(spec.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if registry is None:
-        from harness.plugins import load_registry
+        from harness.registry import load_registry
 
         registry = load_registry()
     if search is None:
@@ -568,7 +568,7 @@ def _supervise(specs: list[WorkerSpec], storage: Storage, study: optuna.Study, s
 def check_available(search: Search, registry: Registry) -> None:
     """What a trial needs (its dataset, the evaluators' weights, the perceptual term's weights) is here, or a
     ConfigError now (exit 2), instead of every trial training and then failing on the same missing file."""
-    from harness.runner import check_available as check_cells
+    from harness.run.cell import check_available as check_cells
 
     evaluators_at = f"{search.at}.evaluators" if search.config.evaluators else None
     check_cells([search.cell({}, registry)], registry, f"{search.source}: benchmarks.{search.bench_name}",
@@ -592,8 +592,8 @@ def run(
     """
     import torch
 
-    from harness import provenance
-    from harness.store import write_json_atomic
+    from harness.run import provenance
+    from harness.run.store import write_json_atomic
     from harness.threads import apply, choose_threads
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -29,8 +29,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from harness.perceptual import LAYERS as PERCEPTUAL_LAYERS
-from harness.perceptual import PAPER_LAYERS
+from harness.model.perceptual import LAYERS as PERCEPTUAL_LAYERS
+from harness.model.perceptual import PAPER_LAYERS
 
 
 #: Longest value an error message quotes whole. A value pasted by mistake (a long list, a blob) is shown by its
@@ -321,7 +321,7 @@ def _vgg_layer(value: Any) -> str:
 
 
 class PerceptualConfig(BaseModel):
-    """``model.perceptual``: add the VGG19 perceptual term (``harness.perceptual``) to the reconstruction loss."""
+    """``model.perceptual``: add the VGG19 perceptual term (``harness.model.perceptual``) to the reconstruction loss."""
 
     model_config = _FROZEN
 

@@ -143,7 +143,7 @@ def load_plugin(kind: Literal["prior", "regularizer", "evaluator", "dataset", "a
 
     Checks that an installed package registers what it should; fails naming the plugins that did not load.
     """
-    from harness.plugins import load_registry
+    from harness.registry import load_registry
 
     registry = load_registry()
     found = registry.plugins[kind].get(name)
@@ -720,8 +720,8 @@ def make_trained_model(
     data: EvalData, workdir: Path, prior: Prior | None = None, latent_dim: int = 3, steps: int = 200, seed: int = 0
 ) -> TrainedModel:
     """A small MLP VAE trained for ``steps`` steps with the harness's own training step on ``data.train``."""
-    from harness.likelihoods import build_likelihood
-    from harness.train import Model, training_step
+    from harness.model.likelihoods import build_likelihood
+    from harness.model.train import Model, training_step
 
     torch.manual_seed(seed)
     shape = tuple(data.train.x.shape[1:])

@@ -26,8 +26,8 @@ from torch import Tensor  # noqa: E402
 from harness.api import DataSplit  # noqa: E402
 from harness.grid import Cell  # noqa: E402
 from harness.paths import atomic_figure, under  # noqa: E402
-from harness.plugins import Registry  # noqa: E402
-from harness.train import CHECKPOINT, Model, _restore, build_model, encode_means, fit_post_hoc  # noqa: E402
+from harness.registry import Registry  # noqa: E402
+from harness.model.train import CHECKPOINT, Model, _restore, build_model, encode_means, fit_post_hoc  # noqa: E402
 
 
 def load_cell(out_dir: Path, cell: Cell, registry: Registry) -> tuple[Model, DataSplit, DataSplit]:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 
 import harness
-from harness.plugins import Registry, load_registry
+from harness.registry import Registry, load_registry
 
 DISTRIBUTION = "prior-harness"
 PACKAGES = (DISTRIBUTION, "torch", "torchvision", "numpy", "scikit-learn", "pluggy", "pydantic", "torch-fidelity")

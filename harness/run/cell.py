@@ -20,15 +20,15 @@ import torch
 
 from harness.api import DataSplit, EvalData, PluginUnavailable
 from harness.config import BenchmarkConfig, ConfigError, ModelVariant
-from harness.executors import CellTask, Executor, LocalExecutor
+from harness.run.executors import CellTask, Executor, LocalExecutor
 from harness.grid import Cell, expand, metric_directions, primary_metric
-from harness.perceptual import perceptual_weights
-from harness.plugins import Registry
+from harness.model.perceptual import perceptual_weights
+from harness.registry import Registry
 from harness.progress import progress_counter, reporting, stages
-from harness.provenance import git_commit
-from harness.samples import save_samples
-from harness.store import FreshRun, Store
-from harness.train import build_model, fit_post_hoc, train
+from harness.run.provenance import git_commit
+from harness.images import save_samples
+from harness.run.store import FreshRun, Store
+from harness.model.train import build_model, fit_post_hoc, train
 
 OnEpoch = Callable[[int, dict[str, float]], None]
 

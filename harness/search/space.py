@@ -35,7 +35,7 @@ from harness.config import (
 )
 from harness.grid import Cell, expand, metric_directions
 from harness.options import options_model, validate_options
-from harness.plugins import Registry
+from harness.registry import Registry
 
 #: Benchmark keys a trial does not inherit: the search chooses the prior, regularizer, β and seed itself.
 _NOT_INHERITED = {"default", "description", "cost", "priors", "regularizers", "models", "claims", "latent_figures",

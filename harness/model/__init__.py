@@ -1,0 +1,1 @@
+"""Training a model: the train loop, likelihoods, the perceptual network, checkpoints."""

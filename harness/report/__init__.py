@@ -1,0 +1,1 @@
+"""Rendering results from the store: leaderboard, claims, figures."""

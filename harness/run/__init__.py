@@ -1,0 +1,1 @@
+"""Running cells: one cell, the plan, executors, the store of results, provenance."""
