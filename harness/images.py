@@ -21,9 +21,7 @@ def save_samples(model: TrainedModel, test: DataSplit, path: Path, n: int) -> No
     if test.is_image:
         from torchvision.utils import save_image
 
-        # Small images (8×8 digits) are scaled up by whole pixels so the grid is legible.
-        scale = max(1, 32 // samples.shape[-1])
-        samples = samples.repeat_interleave(scale, dim=-1).repeat_interleave(scale, dim=-2)
+        samples = legible(samples)
         save_image(samples, path, nrow=max(1, int(math.sqrt(n))), padding=1)
         return
     fig = scatter_figure(test.x.float().cpu(), samples)
@@ -31,6 +29,12 @@ def save_samples(model: TrainedModel, test: DataSplit, path: Path, n: int) -> No
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def legible(images: torch.Tensor, size: int = 32) -> torch.Tensor:
+    """Images smaller than ``size`` pixels (8×8 digits) scaled up by whole pixels, so a grid of them can be read."""
+    scale = max(1, size // images.shape[-1])
+    return images.repeat_interleave(scale, dim=-1).repeat_interleave(scale, dim=-2)
 
 
 def scatter_figure(data: torch.Tensor, samples: torch.Tensor) -> Figure:

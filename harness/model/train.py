@@ -27,6 +27,7 @@ from harness.model.likelihoods import Likelihood, build_likelihood
 from harness.model.perceptual import PerceptualLoss, build_perceptual
 from harness.registry import Registry
 from harness.progress import bars_enabled
+from harness.seeds import derived_seed
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -163,24 +164,22 @@ def training_step(model: Model, x: Tensor, beta: float, cond: Tensor | None = No
     reg = model.regularizer.penalty(z, posterior, model.prior, cond).mean() if beta else rec.new_zeros(())
     loss_model = rec + beta * reg
     codes = z.detach()
-    fit = model.prior.fit_loss(codes, cond)
+    first_fit = fit = model.prior.fit_loss(codes, cond)
 
     model.opt_model.zero_grad(set_to_none=True)
     # `inputs=` routes gradients: L_φψ reaches pθ through log pθ(z), but θ must not learn from it.
     loss_model.backward(inputs=model.model_params())
-    if model.opt_prior is not None:
-        model.opt_prior.zero_grad(set_to_none=True)
-        fit.backward(inputs=model.prior_params())
     model.opt_model.step()
+    # θ's steps see only the detached codes, so taking them after φ, ψ's step changes no number.
     if model.opt_prior is not None:
-        model.opt_prior.step()
-        for _ in range(model.prior_steps - 1):
-            fit = model.prior.fit_loss(codes, cond)
+        for step in range(model.prior_steps):
+            if step:
+                fit = model.prior.fit_loss(codes, cond)
             model.opt_prior.zero_grad(set_to_none=True)
             fit.backward(inputs=model.prior_params())
             model.opt_prior.step()
     model.regularizer.update(codes, model.prior, cond)
-    return torch.stack([rec.detach(), reg.detach(), fit.detach()])
+    return torch.stack([rec.detach(), reg.detach(), first_fit.detach()])
 
 
 TERMS = ("reconstruction", "regularizer", "prior_fit")
@@ -296,7 +295,7 @@ def fit_post_hoc(model: Model, data: DataSplit, seed: int) -> None:
 
 def batches(n: int, batch_size: int, seed: int, epoch: int, device: torch.device) -> Iterator[Tensor]:
     """Index batches of one epoch: a permutation fixed by (seed, epoch), so a resumed run sees the same order."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    generator = torch.Generator().manual_seed(derived_seed(seed, epoch))
     yield from torch.randperm(n, generator=generator).to(device).split(batch_size)
 
 

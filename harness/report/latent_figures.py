@@ -25,6 +25,7 @@ from torch import Tensor  # noqa: E402
 
 from harness.api import DataSplit  # noqa: E402
 from harness.grid import Cell  # noqa: E402
+from harness.images import legible  # noqa: E402
 from harness.paths import atomic_figure, under  # noqa: E402
 from harness.registry import Registry  # noqa: E402
 from harness.model.train import CHECKPOINT, Model, _restore, build_model, encode_means, fit_post_hoc  # noqa: E402
@@ -75,9 +76,7 @@ def grid_figure(grid: ImageGrid) -> Figure:
     """The images tiled as ``torchvision.utils.make_grid`` does, labelled along the left and the top."""
     from torchvision.utils import make_grid
 
-    images = torch.cat(grid.rows)
-    scale = max(1, 32 // images.shape[-1])  # 8×8 digits are scaled up by whole pixels so they can be seen
-    images = images.repeat_interleave(scale, dim=-1).repeat_interleave(scale, dim=-2)
+    images = legible(torch.cat(grid.rows))
     columns, pad, size = len(grid.column_labels), 2, images.shape[-1]
     tiled = make_grid(images, nrow=columns, padding=pad, pad_value=1.0).permute(1, 2, 0).numpy()
     # Two figure pixels per image pixel at dpi 110: a 28-px image is about half an inch.

@@ -42,6 +42,7 @@ from optuna.trial import FrozenTrial, TrialState
 from harness.config import ConfigError, SearchHeartbeat, load_config
 from harness.paths import atomic_figure, under, write_atomic
 from harness.registry import Registry
+from harness.seeds import derived_seed
 from harness.search.space import Search, TrialError, resolve
 
 __all__ = ["Search", "check_available", "resolve", "run", "open_storage", "tally"]
@@ -357,7 +358,7 @@ class _Worker:
         cfg = search.config
         # A seed per worker and per start, so workers (and a rerun) do not replay the same random startup trials.
         before = len(optuna.load_study(study_name=spec.study_name, storage=storage.optuna).get_trials(deepcopy=False))
-        seed = (cfg.sampler.seed * 1_000_003 + spec.index * 7919 + before) % 2**32
+        seed = derived_seed(cfg.sampler.seed, spec.index * 7919 + before) % 2**32
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.sampler.startup_trials)
         pruner: optuna.pruners.BasePruner = (
             optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner.startup_trials,
