@@ -144,8 +144,7 @@ def _note_unfinished_fresh_run(store: Store, fresh: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness import progress
-    from harness.report import leaderboard
+    from harness.report import leaderboard, summary
     from harness.run import provenance
     from harness.run.cell import plan_benchmark, run_plan
     from harness.run.store import Store, write_json_atomic
@@ -160,7 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     outs = _run_outs(args.out, [p.name for p in plans])
     if args.dry_run:
         for plan in plans:
-            print("\n".join(progress.dry_run_lines(plan, outs[plan.name], args.workers)))
+            print("\n".join(summary.dry_run_lines(plan, outs[plan.name], args.workers)))
         return EXIT_OK
 
     threads = _threads(args, device)  # before any cell trains, and before provenance records the count
@@ -182,9 +181,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor = _executor(args, registry, device, threads)
         counts = run_plan(plan, registry, store, device, fresh=args.fresh, progress=not args.quiet, executor=executor)
         board = leaderboard.render(out)
-        summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-        print(f"{plan.name}: {summary}; leaderboard: {board}")
-        print("\n".join(progress.winners(out, plan.name)))
+        tally = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        print(f"{plan.name}: {tally}; leaderboard: {board}")
+        print("\n".join(summary.winners(out, plan.name)))
         failed += counts.get("failed", 0)
     return EXIT_FAILED if failed else EXIT_OK
 

@@ -283,7 +283,7 @@ def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -
     _check_claims(bench, directions, at)
 
     cells: list[Cell] = []
-    for variant, prior_specs, reg_specs, model_config, bench_betas in bench.variants():
+    for variant, prior_specs, reg_specs, model_config, bench_betas in bench.sub_grids():
         v_at = at if variant is None else f"{at}.models.{variant}"
         arch_cls = _plugin(registry, "architecture", model_config.architecture, f"{v_at}.model.architecture")
         arch_at = f"{v_at}.model.architecture_options"

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from harness.config import ConfigError, first_error, key_path, quote, suggest
+from harness.errors import ConfigError, first_error, key_path, quote, suggest
 
 #: Constructor parameters the harness passes itself, never taken from YAML.
 HARNESS_SUPPLIED = frozenset({"latent_dim"})

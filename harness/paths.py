@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 
 
 class OutsideOutFolder(ConfigError):

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from string import Template
 
-from harness.config import ConfigError
+from harness.errors import ConfigError
 
 KINDS = ("prior", "regularizer", "evaluator", "dataset")
 #: The YAML key: lowercase letters and digits, words joined by single '-' or '_'.

@@ -17,7 +17,8 @@ from harness.cli import main
 from harness.config import BenchmarkConfig
 from harness.grid import expand
 from harness.model.likelihoods import GaussianLikelihood
-from harness.model.perceptual import LAYERS, PAPER_LAYERS, RELU_INDICES, PerceptualLoss, vgg19_trunk
+from harness.model.perceptual import PerceptualLoss, vgg19_trunk
+from harness.vgg19 import LAYERS, PAPER_LAYERS, RELU_INDICES
 from harness.model.train import CHECKPOINT, Model, training_step
 from harness_plugins.priors.gaussian import GaussianPrior
 from harness_plugins.regularizers.kl import KLRegularizer

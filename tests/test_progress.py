@@ -16,6 +16,7 @@ import torch
 from conftest import write_config
 from harness import EvalData, progress
 from harness.cli import main
+from harness.report import summary
 from harness.grid import Cell
 from harness.run.store import Store
 from harness_plugins.datasets.digits import Digits
@@ -41,7 +42,7 @@ def test_dry_run_marks_done_cells_and_estimates_the_rest_from_their_stored_secon
     assert lines[0] == f"tiny: 4 cells (0 skipped, 2 done, 2 to run) -> {out}"
     mean = sum(seconds) / 2
     # 2 cells on 2 workers: one round of the mean cell time.
-    assert lines[1] == (f"  estimate: about {progress._duration(mean)} for 2 cells (mean {progress._duration(mean)} "
+    assert lines[1] == (f"  estimate: about {summary._duration(mean)} for 2 cells (mean {summary._duration(mean)} "
                         "per cell over 2 finished here, 2 workers)")
     cells = lines[2:]
     assert len(cells) == 4

@@ -19,43 +19,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from harness.vgg19 import LAYERS, RELU_INDICES, VGG19_TRUNK
 from harness.weights import pretrained_weights
 
 #: torchvision's VGG19 ImageNet weights (``VGG19_Weights.IMAGENET1K_V1``); its ``features.*`` tensors are used.
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
-#: VGG19's convolutional trunk ("E" in Simonyan & Zisserman): output channels of each 3×3 conv, "M" a 2×2 max-pool.
-_VGG19_TRUNK: tuple[int | str, ...] = (
-    64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M",
-)  # fmt: skip
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _relu_indices() -> dict[str, int]:
-    """``relu<block>_<conv>`` → its index in torchvision's ``vgg19().features`` (conv, ReLU pairs; pools between)."""
-    names: dict[str, int] = {}
-    block, conv, index = 1, 0, 0
-    for item in _VGG19_TRUNK:
-        if item == "M":
-            block, conv, index = block + 1, 0, index + 1
-        else:
-            conv += 1
-            names[f"relu{block}_{conv}"] = index + 1
-            index += 2
-    return names
-
-
-RELU_INDICES = _relu_indices()
-LAYERS = tuple(RELU_INDICES)
-#: The layers of the paper (§5.2): relu1_1, relu2_1, relu3_1 and relu4_1.
-PAPER_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 
 
 def vgg19_trunk(last: int) -> nn.Sequential:
     """VGG19's ``features`` up to and including index ``last``, laid out as torchvision's (same state-dict keys)."""
     modules: list[nn.Module] = []
     channels = 3
-    for item in _VGG19_TRUNK:
+    for item in VGG19_TRUNK:
         if len(modules) > last:
             break
         if item == "M":

@@ -24,7 +24,8 @@ from harness.run.executors import CellTask, Executor, LocalExecutor
 from harness.grid import Cell, expand, metric_directions, primary_metric
 from harness.model.perceptual import perceptual_weights
 from harness.registry import Registry
-from harness.progress import progress_counter, reporting, stages
+from harness.progress import reporting, stages
+from harness.run.console import progress_counter
 from harness.run.provenance import git_commit
 from harness.images import save_samples
 from harness.run.store import FreshRun, Store
