@@ -20,7 +20,7 @@ import yaml
 from harness.config import load_config
 from harness.run.executors import PoolExecutor
 from harness.registry import load_registry
-from harness.run.cell import plan_benchmark, run_plan
+from harness.run.plan import plan_benchmark, run_plan
 from harness.run.store import Store
 from train_throughput import _cell, _data, bare_loop, harness_loop
 

@@ -26,7 +26,7 @@ from harness.config import load_config
 from harness.run.executors import LocalExecutor, PoolExecutor
 from harness.threads import cpu_threads_per_worker
 from harness.registry import load_registry
-from harness.run.cell import plan_benchmark, run_plan
+from harness.run.plan import plan_benchmark, run_plan
 from harness.run.store import Store
 
 
@@ -77,7 +77,7 @@ def timed_run(cfg: Path, executor_name: str, workers: int, device: str) -> float
     registry = load_registry()
     plan = plan_benchmark("scaling", load_config(cfg).benchmarks["scaling"], registry, str(cfg))
     if executor_name == "local":
-        executor = LocalExecutor(registry)
+        executor = LocalExecutor()
     elif device.startswith("cuda"):
         executor = PoolExecutor([f"cuda:{i}" for i in range(workers)])
     else:

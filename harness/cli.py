@@ -27,6 +27,7 @@ from harness.registry import AUTOLOAD_ENV, PluginConflict, Registry, load_regist
 
 if TYPE_CHECKING:
     from harness.run.store import Store
+    from harness.run.task import Executor
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -109,13 +110,13 @@ def _threads(args: argparse.Namespace, device: Any) -> int | None:
     return choice.threads
 
 
-def _executor(args: argparse.Namespace, registry: Registry, device: Any, threads: int | None = None) -> Any:
+def _executor(args: argparse.Namespace, device: Any, threads: int | None = None) -> Executor:
     """The executor of ``--executor``; ``threads``: torch threads per worker (from ``_threads``)."""
     from harness.run.executors import LocalExecutor, PoolExecutor, RayExecutor
 
     kind = _executor_kind(args)
     if kind == "local":
-        return LocalExecutor(registry, threads=threads)
+        return LocalExecutor(threads=threads)
     if kind == "pool":
         if device.type == "cuda":
             return PoolExecutor(_gpu_slots(args, device), threads=threads)
@@ -146,7 +147,7 @@ def _note_unfinished_fresh_run(store: Store, fresh: bool) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.report import leaderboard, summary
     from harness.run import provenance
-    from harness.run.cell import plan_benchmark, run_plan
+    from harness.run.plan import plan_benchmark, run_plan
     from harness.run.store import Store, write_json_atomic
 
     device = _device(args.device)
@@ -178,7 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             prov["benchmarks"] = {plan.name: plan.config.model_dump(mode="json")}
             prov["planned_cells"] = {plan.name: [c.cell_id for c in plan.cells]}  # for the leaderboard's missing note
             write_json_atomic(under(out, "provenance.json"), prov)
-        executor = _executor(args, registry, device, threads)
+        executor = _executor(args, device, threads)
         counts = run_plan(plan, registry, store, device, fresh=args.fresh, progress=not args.quiet, executor=executor)
         board = leaderboard.render(out)
         tally = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
@@ -194,7 +195,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     benchmark and search, ``ok`` on stdout or its error on stderr; exit 2 when any failed."""
     from collections.abc import Callable
 
-    from harness.run.cell import plan_benchmark
+    from harness.run.plan import plan_benchmark
 
     config = load_config(args.config)
     source = str(args.config)

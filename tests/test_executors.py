@@ -134,7 +134,7 @@ def harness_register_priors(register):
 def _ray_plan(cfg: Path):
     from harness.config import load_config
     from harness.registry import load_registry
-    from harness.run.cell import plan_benchmark
+    from harness.run.plan import plan_benchmark
 
     registry = load_registry()
     return plan_benchmark("tiny", load_config(cfg).benchmarks["tiny"], registry, str(cfg)), registry
@@ -148,7 +148,7 @@ def test_ray_runs_at_most_one_cell_per_gpu_and_retries_a_dead_task_into_one_resu
     import torch
 
     from harness.run.executors import RayExecutor
-    from harness.run.cell import run_plan
+    from harness.run.plan import run_plan
     from harness.run.store import Store
 
     site = tmp_path / "site"

@@ -36,7 +36,7 @@ def _dry_run(cfg: Path, out: Path, capsys: pytest.CaptureFixture[str], *extra: s
 def test_dry_run_marks_done_cells_and_estimates_the_rest_from_their_stored_seconds(tmp_path, capsys):
     out = tmp_path / "out"
     assert _run(write_config(tmp_path / "one.yaml"), out, "--quiet") == 0
-    seconds = [r["seconds"] for r in Store(out).results()]
+    seconds = [r.seconds for r in Store(out).results()]
     lines = _dry_run(write_config(tmp_path / "two.yaml", seeds=[0, 1]), out, capsys, "--workers", "2")
 
     assert lines[0] == f"tiny: 4 cells (0 skipped, 2 done, 2 to run) -> {out}"
@@ -64,7 +64,7 @@ def test_a_failed_cell_prints_its_id_label_and_reason_on_stderr_as_it_happens_ev
     out = tmp_path / "out"
     assert _run(cfg, out, "--quiet") == 1
     (result,) = Store(out).results()
-    cell_id = result["cell"]["cell_id"]
+    cell_id = result.cell["cell_id"]
     err = capsys.readouterr().err
     expected = f"cell {cell_id} digits gaussian none seed=0 failed: NonFiniteLoss: non-finite loss at epoch 1"
     assert expected in err
@@ -114,7 +114,7 @@ def test_the_leaderboard_of_an_unfinished_run_says_how_many_cells_are_missing_an
     assert note.format(cfg, out) in (out / "leaderboard.md").read_text().split("## digits")[0]
 
     # An interrupted --fresh run is recorded: its own command (with --fresh) is what continues it.
-    Store(out).begin_fresh_run([Cell.from_json(r["cell"]) for r in Store(out).results()])
+    Store(out).begin_fresh_run([Cell.from_json(r.cell) for r in Store(out).results()])
     assert main(["leaderboard", str(out)]) == 0
     assert note.format(f"{cfg} --fresh", out) in (out / "leaderboard.md").read_text()
 

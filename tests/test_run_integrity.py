@@ -26,7 +26,8 @@ from harness.cli import main
 from harness.config import load_config
 from harness.paths import OutsideOutFolder, under, write_atomic
 from harness.registry import load_registry
-from harness.run.cell import CellPruned, DataCache, plan_benchmark, run_cell, run_plan
+from harness.run.cell import CellPruned, DataCache, run_cell
+from harness.run.plan import plan_benchmark, run_plan
 from harness.run.store import FRESH_RUN, Store
 
 #: A prior that appends one line per training (its first fit) to ``log``; then waits until the file ``gate`` exists
@@ -89,7 +90,7 @@ def counting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _results(out: Path) -> dict[str, dict[str, Any]]:
-    return {r["cell"]["cell_id"]: r for r in Store(out).results()}
+    return {r.cell["cell_id"]: r.to_json() for r in Store(out).results()}
 
 
 def _trainings(log: Path) -> list[str]:
@@ -450,7 +451,7 @@ def test_a_cell_resumed_from_its_checkpoint_says_at_which_epoch(tmp_path, capfd)
     meta = {"benchmark": "tiny", "primary_metric": "reconstruction.mse", "directions": plan.directions}
     stopped = run_cell(cell, meta, registry, store, DataCache(registry, device), device, tmp_path / "cache",
                        progress=False, on_epoch=stop_after_first)
-    assert stopped["status"] == "pruned"
+    assert stopped.status == "pruned"
     capfd.readouterr()
     assert main(["run", str(cfg), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     assert f"{cell.label}: resuming at epoch 2 of 3" in capfd.readouterr().err

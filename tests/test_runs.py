@@ -19,13 +19,13 @@ from conftest import write_config
 from harness.cli import main
 from harness.config import load_config
 from harness.registry import load_registry
-from harness.run.cell import plan_benchmark, run_plan
+from harness.run.plan import plan_benchmark, run_plan
 from harness.run.store import Store
 from harness.model.train import CHECK_EVERY
 
 
 def _results(out: Path) -> dict[str, dict]:
-    return {r["cell"]["cell_id"]: r for r in Store(out).results()}
+    return {r.cell["cell_id"]: r.to_json() for r in Store(out).results()}
 
 
 def test_same_seed_gives_identical_results_and_weights(tmp_path):

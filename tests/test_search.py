@@ -135,7 +135,7 @@ def test_two_workers_on_a_journal_finish_exactly_the_asked_trials_each_once(sear
     # Four answered trials, each run once: the killed one's retry replaced it (see the next test).
     answered = [t for t in before if t.state == TrialState.COMPLETE]
     assert len({t.user_attrs["cell_id"] for t in answered}) == 4
-    done = {r["cell"]["cell_id"] for r in Store(searched["out"]).results() if r["status"] == "done"}
+    done = {r.cell["cell_id"] for r in Store(searched["out"]).results() if r.status == "done"}
     assert {t.user_attrs["cell_id"] for t in answered} <= done
 
 
@@ -183,8 +183,8 @@ def test_the_best_cell_reproduces_its_metric_with_harness_run(searched):
     repro = searched["root"] / "repro"
     assert main(["run", str(cfg), "--out", str(repro), "--quiet", "--device", "cpu"]) == 0
     (result,) = Store(repro).results()
-    assert result["cell"]["cell_id"] == best.user_attrs["cell_id"]
-    assert result["metrics"]["reconstruction.mse"] == best.value
+    assert result.cell["cell_id"] == best.user_attrs["cell_id"]
+    assert result.metrics is not None and result.metrics["reconstruction.mse"] == best.value
 
 
 def test_pruning_stops_a_hopeless_trial_and_the_store_says_pruned(tmp_path):
@@ -210,8 +210,8 @@ def test_pruning_stops_a_hopeless_trial_and_the_store_says_pruned(tmp_path):
     assert rows[good.number]["pruned_at_epoch"] == rows[good.number]["pruned_train_reconstruction"] == ""
     assert rows[hopeless.number]["value"] == "" and rows[hopeless.number]["pruned_at_epoch"] == "1"
     assert float(rows[hopeless.number]["pruned_train_reconstruction"]) == hopeless.intermediate_values[1]
-    (stored,) = [r for r in Store(out).results() if r["cell"]["cell_id"] == hopeless.user_attrs["cell_id"]]
-    assert stored["status"] == "pruned" and stored["reason"].startswith("pruned at epoch 1 of 3")
+    (stored,) = [r for r in Store(out).results() if r.cell["cell_id"] == hopeless.user_attrs["cell_id"]]
+    assert stored.status == "pruned" and stored.reason is not None and stored.reason.startswith("pruned at epoch 1 of 3")
     # Not done: a trial that samples the same values trains it again; the leaderboard takes the status in stride.
     config = load_config(cfg)
     registry = load_registry()

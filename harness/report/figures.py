@@ -15,6 +15,8 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
 
+from harness.run.result import CellResult  # noqa: E402
+
 #: Dashes of the β-free reference lines in the metric-vs-β figure, in the order the series sort. Each line also
 #: gets its own colour from SERIES_COLOURS (shared with the β series, so no two lines of a figure look alike).
 BETA_FREE_DASHES: list[str | tuple[int, tuple[int, ...]]] = [
@@ -141,11 +143,11 @@ def bars_figure(long: pd.DataFrame, metric: str, direction: str) -> Figure | Non
     return fig
 
 
-def samples_overview(out_dir: Path, results: list[dict[str, Any]], path: Path) -> Path | None:
+def samples_overview(out_dir: Path, results: list[CellResult], path: Path) -> Path | None:
     """The sample grid of the first seed of every configuration, side by side."""
     picks: dict[str, tuple[str, Path]] = {}
-    for r in sorted(results, key=lambda r: r["cell"]["seed"]):
-        cell = r["cell"]
+    for r in sorted(results, key=lambda r: r.cell["seed"]):
+        cell = r.cell
         png = out_dir / "cells" / cell["cell_id"] / "samples.png"
         beta = "" if cell["beta"] is None else f" β={cell['beta']:g}"
         name = cell.get("variant") or f"{cell['prior']} {cell['regularizer']}"

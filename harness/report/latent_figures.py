@@ -28,6 +28,7 @@ from harness.grid import Cell  # noqa: E402
 from harness.images import legible  # noqa: E402
 from harness.paths import atomic_figure, under  # noqa: E402
 from harness.registry import Registry  # noqa: E402
+from harness.run.result import CellResult  # noqa: E402
 from harness.model.train import CHECKPOINT, Model, _restore, build_model, encode_means, fit_post_hoc  # noqa: E402
 
 
@@ -326,12 +327,12 @@ def drawn_before(out_dir: Path, benchmark: str) -> list[tuple[str, Path]]:
     return [(title, path) for title, path in paths if path.is_file()]
 
 
-def draw(out_dir: Path, result: dict[str, Any], options: dict[str, Any], registry: Registry) -> list[tuple[str, Path]]:
+def draw(out_dir: Path, result: CellResult, options: dict[str, Any], registry: Registry) -> list[tuple[str, Path]]:
     """Every latent figure that applies to the cell of ``result``; returns (title, path) pairs."""
-    cell = Cell.from_json(result["cell"])
+    cell = Cell.from_json(result.cell)
     model, train, test = load_cell(out_dir, cell, registry)
     pairs, steps, seed = int(options.get("pairs", 4)), int(options.get("steps", 8)), cell.seed
-    path = {suffix: figure_path(out_dir, result["benchmark"], suffix) for _, suffix in FIGURES}
+    path = {suffix: figure_path(out_dir, result.benchmark, suffix) for _, suffix in FIGURES}
     made = {
         # Each drawn to a temporary file and moved into place: a reader never sees half a PNG.
         "2d": atomic_figure(lambda p: latent_scatter(model, test, p), path["2d"]),

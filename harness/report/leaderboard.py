@@ -18,6 +18,7 @@ from tabulate import tabulate
 from harness.report.claims import claims_section
 from harness.report.figures import metric_bars, metric_vs_beta, samples_overview
 from harness.paths import atomic_figure, under, write_atomic
+from harness.run.result import CellResult, Status
 from harness.run.store import Store
 
 GROUP = ["benchmark", "model", "dataset", "prior", "prior_options", "regularizer", "beta"]
@@ -50,16 +51,16 @@ def _row_key(cell: dict[str, Any]) -> dict[str, Any]:
 
 def _metric_details(cells_dir: Path, result: dict[str, Any], metric: str) -> str:
     """How the evaluator measured (extractor, sample count, reference split): its ``<evaluator>-details.json``."""
-    path = cells_dir / result["cell"]["cell_id"] / f"{metric.split('.')[0]}-details.json"
+    path = cells_dir / result.cell["cell_id"] / f"{metric.split('.')[0]}-details.json"
     return json.dumps(json.loads(path.read_text(encoding="utf-8")), sort_keys=True) if path.exists() else ""
 
 
-def long_table(results: list[dict[str, Any]], cells_dir: Path) -> pd.DataFrame:
+def long_table(results: list[CellResult], cells_dir: Path) -> pd.DataFrame:
     rows = [
-        {**_row_key(r["cell"]), "metric": metric, "value": value, "details": _metric_details(cells_dir, r, metric)}
+        {**_row_key(r.cell), "metric": metric, "value": value, "details": _metric_details(cells_dir, r, metric)}
         for r in results
-        if r.get("status") == "done"
-        for metric, value in sorted(r.get("metrics", {}).items())
+        if r.status == Status.DONE
+        for metric, value in sorted((r.metrics or {}).items())
     ]
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -107,18 +108,18 @@ def render(out_dir: Path) -> Path:
     provenance = _read_json(out_dir / "provenance.json")
 
     lines: list[str] = []
-    benchmarks = sorted({r["benchmark"] for r in results} or {out_dir.name})
+    benchmarks = sorted({r.benchmark for r in results} or {out_dir.name})
     for bench in benchmarks:
-        mine = [r for r in results if r.get("benchmark") == bench]
+        mine = [r for r in results if r.benchmark == bench]
         lines.append(f"# Leaderboard: {bench}\n")
         description = provenance.get("descriptions", {}).get(bench)
         if description:
             lines.append(f"{description}\n")
         lines.append(_missing_note(provenance, bench, results, Store(out_dir).fresh_run() is not None))
-        done = [r for r in mine if r["status"] == "done"]
+        done = [r for r in mine if r.status == Status.DONE]
         if done:
-            primary = done[-1]["primary_metric"]
-            directions = done[-1].get("directions", {})
+            primary = done[-1].primary_metric
+            directions = done[-1].directions
             lines.append(
                 f"Ranked by `{primary}` ({'lower' if directions.get(primary, 'min') == 'min' else 'higher'} is better)"
                 f"; mean ± std over seeds. " + ", ".join(f"`{m}` {_arrow(d)}" for m, d in sorted(directions.items()))
@@ -136,17 +137,17 @@ def render(out_dir: Path) -> Path:
             lines.append(_samples_section(out_dir, done))
         else:
             lines.append("No finished cells yet.\n")
-        lines.append(_problem_section("Failed cells", [r for r in mine if r["status"] == "failed"]))
-        lines.append(_problem_section("Skipped cells", [r for r in mine if r["status"] == "skipped"]))
-        lines.append(_problem_section("Pruned cells", [r for r in mine if r["status"] == "pruned"]))
-    lines.append(_provenance_section(provenance, [r for r in results if r["status"] == "done"]))
+        lines.append(_problem_section("Failed cells", [r for r in mine if r.status == Status.FAILED]))
+        lines.append(_problem_section("Skipped cells", [r for r in mine if r.status == Status.SKIPPED]))
+        lines.append(_problem_section("Pruned cells", [r for r in mine if r.status == Status.PRUNED]))
+    lines.append(_provenance_section(provenance, [r for r in results if r.status == Status.DONE]))
     path = under(out_dir, "leaderboard.md")
     write_atomic(path, "\n".join(line for line in lines if line))
     return path
 
 
 def _missing_note(
-    provenance: dict[str, Any], bench: str, results: list[dict[str, Any]], fresh_unfinished: bool
+    provenance: dict[str, Any], bench: str, results: list[CellResult], fresh_unfinished: bool
 ) -> str:
     """Say how many cells the last run that trained planned but this folder holds no done (or skipped) result for:
     a leaderboard of an unfinished run must not read as the whole benchmark.
@@ -157,7 +158,7 @@ def _missing_note(
     if not planned:
         return ""
     # Any benchmark's result counts: a cell shared by two benchmarks is one cell, and the runner skips it as done.
-    finished = {r["cell"]["cell_id"] for r in results if r.get("status") in ("done", "skipped")}
+    finished = {r.cell["cell_id"] for r in results if r.status in (Status.DONE, Status.SKIPPED)}
     missing = sum(1 for cell_id in planned if cell_id not in finished)
     if not missing:
         return ""
@@ -180,7 +181,7 @@ def _label(cell: dict[str, Any], with_seed: bool = True) -> str:
 
 
 def _figures_section(
-    out_dir: Path, bench: str, frame: pd.DataFrame, primary: str, directions: dict[str, str], done: list[dict[str, Any]]
+    out_dir: Path, bench: str, frame: pd.DataFrame, primary: str, directions: dict[str, str], done: list[CellResult]
 ) -> str:
     direction = directions.get(primary, "min")
     vs_beta = atomic_figure(lambda p: metric_vs_beta(frame, primary, direction, p),
@@ -192,13 +193,13 @@ def _figures_section(
     return "## Figures\n\n" + "\n\n".join(links) + "\n" if links else ""
 
 
-def _latent_section(out_dir: Path, options: dict[str, Any] | None, done: list[dict[str, Any]]) -> str:
+def _latent_section(out_dir: Path, options: dict[str, Any] | None, done: list[CellResult]) -> str:
     """The latent-space figures of the cell ``latent_figures`` selects (drawn from its checkpoint)."""
     if not options:
         return ""
     wanted = {k: options.get(k) for k in ("prior", "regularizer", "beta", "seed")}
     wanted["variant"] = options.get("model")
-    matches = [r for r in done if all(v is None or r["cell"].get(k) == v for k, v in wanted.items())]
+    matches = [r for r in done if all(v is None or r.cell.get(k) == v for k, v in wanted.items())]
     if not matches:
         return "## Latent space\n\nNo finished cell matches `latent_figures` yet.\n"
     from harness.report import latent_figures
@@ -209,46 +210,46 @@ def _latent_section(out_dir: Path, options: dict[str, Any] | None, done: list[di
         drawn = latent_figures.draw(out_dir, matches[0], options, load_registry())
     except Exception as exc:  # noqa: BLE001 - a missing checkpoint must not stop the leaderboard
         # Checkpoints are not committed: a clone re-renders from results alone, so keep the figures drawn before.
-        drawn = latent_figures.drawn_before(out_dir, matches[0]["benchmark"])
+        drawn = latent_figures.drawn_before(out_dir, matches[0].benchmark)
         if not isinstance(exc, FileNotFoundError) or not drawn:
             return f"## Latent space\n\nCould not draw the latent figures: {type(exc).__name__}: {exc}\n"
         note = "Drawn when the cell was trained; its checkpoint is not here to draw them again.\n\n"
-    title = _label(matches[0]["cell"])
+    title = _label(matches[0].cell)
     body = "\n\n".join(f"**{name}**\n\n![{name}]({p.name})" for name, p in drawn)
     return f"## Latent space ({title})\n\n{note}{body}\n"
 
 
-def _samples_section(out_dir: Path, done: list[dict[str, Any]]) -> str:
+def _samples_section(out_dir: Path, done: list[CellResult]) -> str:
     """One line per configuration, linking each seed's sample grid."""
     by_config: dict[str, list[str]] = {}
-    for r in sorted(done, key=lambda r: (_label(r["cell"], with_seed=False), r["cell"]["seed"])):
-        png = Path("cells") / r["cell"]["cell_id"] / "samples.png"
+    for r in sorted(done, key=lambda r: (_label(r.cell, with_seed=False), r.cell["seed"])):
+        png = Path("cells") / r.cell["cell_id"] / "samples.png"
         if (out_dir / png).exists():
-            by_config.setdefault(_label(r["cell"], with_seed=False), []).append(
-                f"[seed {r['cell']['seed']}]({png.as_posix()})"
+            by_config.setdefault(_label(r.cell, with_seed=False), []).append(
+                f"[seed {r.cell['seed']}]({png.as_posix()})"
             )
     lines = [f"- {label}: {' · '.join(links)}" for label, links in by_config.items()]
     return "## Samples from each trained prior\n\n" + "\n".join(lines) + "\n" if lines else ""
 
 
-def _problem_section(title: str, results: list[dict[str, Any]]) -> str:
+def _problem_section(title: str, results: list[CellResult]) -> str:
     if not results:
         return ""
-    rows = [[r["cell"]["cell_id"], _label(r["cell"]), r.get("reason", "")] for r in results]
+    rows = [[r.cell["cell_id"], _label(r.cell), r.reason or ""] for r in results]
     rows.sort(key=lambda row: row[1])
     return f"## {title}\n\n" + tabulate(rows, headers=["cell", "config", "reason"], tablefmt="github") + "\n"
 
 
-def _trained_at(done: list[dict[str, Any]]) -> str:
+def _trained_at(done: list[CellResult]) -> str:
     """Which commits trained the finished cells, when that is not simply the last run's: ``a (36), b (18)``."""
-    commits = Counter(str(r.get("git_commit", "not recorded")) for r in done)
+    commits = Counter(r.git_commit or "not recorded" for r in done)
     if len(commits) <= 1:
         return ""
     ranked = sorted(commits.items(), key=lambda item: (-item[1], item[0]))  # most cells first, then by name
     return "- cells trained at: " + ", ".join(f"{c} ({n})" for c, n in ranked) + "\n"
 
 
-def _provenance_section(provenance: dict[str, Any], done: list[dict[str, Any]]) -> str:
+def _provenance_section(provenance: dict[str, Any], done: list[CellResult]) -> str:
     if not provenance:
         return ""
     versions = ", ".join(f"{k} {v}" for k, v in provenance.get("versions", {}).items())

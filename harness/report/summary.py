@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.report.leaderboard import _arrow, _ranked, long_table
-from harness.run.cell import Plan
+from harness.run.plan import Plan
+from harness.run.result import Status
 from harness.run.store import Store
 
 
@@ -25,9 +26,9 @@ def estimate(plan: Plan, store: Store, remaining: int, workers: int) -> str:
     if remaining == 0:
         return "nothing to run"
     seconds = [
-        float(r["seconds"])
+        float(r.seconds)
         for r in store.results()
-        if r.get("benchmark") == plan.name and r.get("status") == "done" and r.get("seconds") is not None
+        if r.benchmark == plan.name and r.status == Status.DONE and r.seconds is not None
     ]
     if seconds:
         mean = sum(seconds) / len(seconds)
@@ -67,10 +68,10 @@ def _config_name(row: dict[str, Any]) -> str:
 def winners(out: Path, bench: str) -> list[str]:
     """``BENCH: best on DATASET by METRIC ↓: CONFIG: mean ± std (n seeds)``, one line per dataset, ranked exactly as
     the leaderboard ranks (``leaderboard._ranked`` over ``long_table``) from the done cells in ``out``."""
-    done = [r for r in Store(out).results() if r.get("benchmark") == bench and r.get("status") == "done"]
+    done = [r for r in Store(out).results() if r.benchmark == bench and r.status == Status.DONE]
     if not done:
         return [f"{bench}: no finished cells to rank"]
-    primary, directions = done[-1]["primary_metric"], done[-1].get("directions", {})
+    primary, directions = done[-1].primary_metric, done[-1].directions
     frame = long_table(done, Path(out) / "cells")
     lines = []
     for dataset in sorted(frame["dataset"].unique()):

@@ -14,8 +14,10 @@ from tqdm.auto import tqdm
 from harness.grid import Cell
 from harness.progress import bars_enabled, note
 
+from harness.run.result import Outcome, Status
+
 if TYPE_CHECKING:
-    from harness.run.executors import CellTask, OnOutcome, Outcome
+    from harness.run.task import CellTask, OnOutcome
 
 
 def _one_line(text: str) -> str:
@@ -25,7 +27,7 @@ def _one_line(text: str) -> str:
 def failure_line(task: CellTask, outcome: Outcome) -> str:
     """``cell ID LABEL failed: REASON``, and where the traceback is when the cell left one."""
     label = Cell.from_json(task.cell).label
-    line = f"cell {task.cell_id} {label} failed: {_one_line(outcome.get('reason') or 'no reason recorded')}"
+    line = f"cell {task.cell_id} {label} failed: {_one_line(outcome.reason or 'no reason recorded')}"
     error = Path(task.out) / "cells" / task.cell_id / "error.txt"
     return f"{line} (traceback: {error})" if error.exists() else line
 
@@ -42,13 +44,13 @@ def progress_counter(total: int, enabled: bool, label: str) -> tuple[Counter[str
 
     def on_outcome(task: CellTask, outcome: Outcome) -> None:
         with lock:
-            status = outcome["status"]
+            status = outcome.status
             counts[status] += 1
             drawn.update(1)
             drawn.set_postfix({k: counts[k] for k in ("done", "cached", "failed", "skipped") if counts.get(k)})
-            if status == "failed":
+            if status == Status.FAILED:
                 note(failure_line(task, outcome))
-            elif enabled and status != "cached" and not bars_enabled(enabled):
+            elif enabled and status != Status.CACHED and not bars_enabled(enabled):
                 finished = sum(counts.values())
                 note(f"{label}: cell {finished}/{total} {status}: {Cell.from_json(task.cell).label}")
 

@@ -22,16 +22,24 @@ from typing import Any
 
 from harness.grid import Cell
 from harness.paths import under, write_atomic
+from harness.run.result import FINISHED, CellResult, Status
 
 RESULT = "result.json"
 CHECKPOINT = "checkpoint.pt"
 FRESH_RUN = "fresh-run.json"
-#: Statuses that end a cell's turn in a run; a cell left without one (interrupted, worker died) is run again.
-FINISHED = ("done", "failed", "skipped")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _read_result(path: Path) -> CellResult | None:
+    try:
+        return CellResult.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, KeyError, ValueError, TypeError):
+        return None  # only possible for a file written by something else: the store writes atomically
 
 
 @dataclass(frozen=True)
@@ -54,22 +62,19 @@ class Store:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def result(self, cell: Cell) -> dict[str, Any] | None:
-        path = under(self.cells_dir, cell.cell_id) / RESULT
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
+    def result(self, cell: Cell) -> CellResult | None:
+        """The cell's stored result; None when there is none."""
+        return _read_result(under(self.cells_dir, cell.cell_id) / RESULT)
 
     def is_done(self, cell: Cell) -> bool:
         result = self.result(cell)
-        return result is not None and result.get("status") == "done"
+        return result is not None and result.status == Status.DONE
 
     def write_config(self, cell: Cell) -> None:
         write_json_atomic(self.cell_dir(cell) / "config.json", cell.to_json())
 
-    def write_result(self, cell: Cell, result: dict[str, Any]) -> None:
-        write_json_atomic(self.cell_dir(cell) / RESULT, {"cell": cell.to_json(), **result})
+    def write_result(self, cell: Cell, result: CellResult) -> None:
+        write_json_atomic(self.cell_dir(cell) / RESULT, {**result.to_json(), "cell": cell.to_json()})
 
     def result_stamp(self, cell: Cell) -> int | None:
         """When the cell's result was last written (ns), to tell whether another process stored one meanwhile."""
@@ -114,15 +119,10 @@ class Store:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def results(self) -> list[dict[str, Any]]:
+    def results(self) -> list[CellResult]:
         """Every stored result (any benchmark, any status), in a stable order."""
-        out = []
-        for path in sorted(self.cells_dir.glob(f"*/{RESULT}")):
-            try:
-                out.append(json.loads(path.read_text(encoding="utf-8")))
-            except json.JSONDecodeError:
-                continue  # only possible for a file written by something else: the store writes atomically
-        return out
+        found = (_read_result(path) for path in sorted(self.cells_dir.glob(f"*/{RESULT}")))
+        return [result for result in found if result is not None]
 
     # --- --fresh runs ---------------------------------------------------------------------------------------
 
@@ -165,9 +165,9 @@ class Store:
             if found is not None and found.id == run.id:
                 under(self.root, FRESH_RUN).unlink(missing_ok=True)
 
-    def redone(self, cell: Cell, run: FreshRun) -> dict[str, Any] | None:
+    def redone(self, cell: Cell, run: FreshRun) -> CellResult | None:
         """The cell's result if the fresh run ``run`` already finished it (by any process), else None."""
         result = self.result(cell)
-        if result is not None and result.get("fresh_run") == run.id and result.get("status") in FINISHED:
+        if result is not None and result.fresh_run == run.id and result.status in FINISHED:
             return result
         return None

@@ -42,6 +42,7 @@ from optuna.trial import FrozenTrial, TrialState
 from harness.config import ConfigError, SearchHeartbeat, load_config
 from harness.paths import atomic_figure, under, write_atomic
 from harness.registry import Registry
+from harness.run.result import Status
 from harness.seeds import derived_seed
 from harness.search.space import Search, TrialError, resolve
 
@@ -449,8 +450,8 @@ class _Worker:
                 "directions": dict(self.search.directions)}
         while True:
             stored = self.store.result(cell)
-            if stored is not None and stored.get("status") == "done":
-                for row in stored.get("history", []):  # the curve, so the pruner compares like with like
+            if stored is not None and stored.status == Status.DONE:
+                for row in stored.history or []:  # the curve, so the pruner compares like with like
                     report(int(row["epoch"]), row["reconstruction"])
                 trial.set_user_attr("cached", True)
                 result = stored
@@ -460,19 +461,18 @@ class _Worker:
                     time.sleep(1.0)
                     continue
                 stored = self.store.result(cell)
-                if stored is not None and stored.get("status") == "done":
+                if stored is not None and stored.status == Status.DONE:
                     continue
-                if stored is not None and stored.get("status") == "pruned":
+                if stored is not None and stored.status == Status.PRUNED:
                     self.store.forget(cell)  # pruned before: train it from scratch, reporting every epoch
                 result = run_cell(cell, meta, self.registry, self.store, self.data, self.device,
                                   Path(self.spec.out) / "cache", progress=False, on_epoch=on_epoch)
             break
-        status = result["status"]
-        if status == "pruned":
-            raise optuna.TrialPruned(result.get("reason", "pruned"))
-        if status != "done":
-            raise _TrialFailed(f"cell {status}: {result.get('reason', '')}")
-        value = result["metrics"].get(self.search.metric)
+        if result.status == Status.PRUNED:
+            raise optuna.TrialPruned(result.reason or "pruned")
+        if result.status != Status.DONE:
+            raise _TrialFailed(f"cell {result.status}: {result.reason or ''}")
+        value = (result.metrics or {}).get(self.search.metric)
         if value is None:
             raise _TrialFailed(f"the cell did not report {self.search.metric}")
         if not math.isfinite(value):

@@ -73,8 +73,8 @@ def test_a_digits_run_reports_fid_kid_and_feature_diversity_offline(tmp_path):
     out = tmp_path / "out"
     assert main(["run", str(cfg), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     (result,) = Store(out).results()
-    assert {"fid", "fid.kid", "feature_diversity", "reconstruction.mse"} <= result["metrics"].keys()
-    details = json.loads((out / "cells" / result["cell"]["cell_id"] / "fid-details.json").read_text())
+    assert {"fid", "fid.kid", "feature_diversity", "reconstruction.mse"} <= (result.metrics or {}).keys()
+    details = json.loads((out / "cells" / result.cell["cell_id"] / "fid-details.json").read_text())
     assert details["extractor"] == "classifier" and details["samples"] == 500 and details["reference_split"] == "test"
     assert details["classifier_test_accuracy"] > 0.9
     # The leaderboard writes the details beside each fid row of results.csv.

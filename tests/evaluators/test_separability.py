@@ -301,8 +301,8 @@ def test_a_digits_run_reports_both_spaces_with_the_harness_classifier(tmp_path, 
     )
     assert main(["run", str(cfg), "--out", str(tmp_path / "out"), "--quiet", "--device", "cpu"]) == 0
     (result,) = Store(tmp_path / "out").results()
-    assert result["status"] == "done", result.get("reason")
-    metrics = result["metrics"]
+    assert result.status == "done" and result.metrics is not None, result.reason
+    metrics = result.metrics
     assert metrics["separability.zT"] == metrics["separability.z0"]
     # One categorical label of ten classes: between perfectly separable (1) and no better than chance (10).
     assert 1.0 <= metrics["separability.zT"] <= 10.0

@@ -264,6 +264,6 @@ def test_registered_by_prior_harness_and_trains_end_to_end(tmp_path: Path):
     assert info.cls is RealNVPPrior and info.distribution == "prior-harness"
     cfg = write_config(tmp_path / "b.yaml", priors={"realnvp": {"depth": 2, "hidden": 16}}, regularizers=["kl", "none"])
     assert main(["run", str(cfg), "--out", str(tmp_path / "out"), "--quiet", "--device", "cpu"]) == 0
-    statuses = [r["status"] for r in Store(tmp_path / "out").results()]
+    statuses = [r.status for r in Store(tmp_path / "out").results()]
     assert statuses == ["done", "done"]
 

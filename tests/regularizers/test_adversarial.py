@@ -262,7 +262,7 @@ def test_a_run_over_gan_and_gaussian_priors_trains_every_cell_but_gan_kl_which_i
     )
     out = tmp_path / "out"
     assert main(["run", str(cfg), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
-    status = {(r["cell"]["prior"], r["cell"]["regularizer"]): r for r in Store(out).results()}
+    status = {(r.cell["prior"], r.cell["regularizer"]): r.to_json() for r in Store(out).results()}
     assert len(status) == 6
     assert status["gan", "kl"]["status"] == "skipped"
     assert "density" in status["gan", "kl"]["reason"]

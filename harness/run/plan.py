@@ -1,0 +1,109 @@
+"""A benchmark's run: check everything before training, then hand every cell not yet done to an executor.
+
+Finished cells are skipped on a rerun; under ``--fresh`` each cell is redone once (see ``run_plan``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from dataclasses import dataclass, replace
+
+import torch
+
+from harness.config import BenchmarkConfig
+from harness.grid import Cell, expand, metric_directions, primary_metric
+from harness.registry import Registry
+from harness.run.cell import check_available
+from harness.run.console import progress_counter
+from harness.run.executors import LocalExecutor
+from harness.run.result import Outcome, Status
+from harness.run.store import FreshRun, Store
+from harness.run.task import CellTask, Executor
+from harness.run.worker import CellJob
+
+
+@dataclass
+class Plan:
+    """A benchmark checked and expanded: its cells and what the leaderboard needs to rank them."""
+
+    name: str
+    config: BenchmarkConfig
+    cells: list[Cell]
+    directions: dict[str, str]
+
+
+def plan_benchmark(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -> Plan:
+    """Expand a benchmark and check that every dataset and evaluator can run, before anything trains."""
+    cells = expand(name, bench, registry, source)
+    check_available(cells, registry, f"{source}: benchmarks.{name}", bench.models)
+    return Plan(name, bench, cells, metric_directions(registry, cells[0].evaluators))
+
+
+def run_plan(
+    plan: Plan,
+    registry: Registry,
+    store: Store,
+    device: torch.device,
+    fresh: bool = False,
+    progress: bool = True,
+    executor: Executor | None = None,
+) -> Counter[str]:
+    """Run every cell of ``plan`` not yet done; returns counts by status (done, failed, skipped, cached).
+
+    ``executor`` defaults to in-process; cells that are already done are never handed to it.
+
+    Several runs may share one out folder. A cell another process is running is not skipped: it is set aside,
+    and once the other cells are through this run waits for its lock, then takes that process's outcome (or, if
+    it died, runs the cell itself, resuming from its checkpoint). So a return means every cell has an outcome in
+    the store, and ``busy`` never appears in the counts.
+
+    ``fresh`` redoes every cell once: it records the fresh run in the store (``Store.begin_fresh_run``), or joins
+    the unfinished one recorded there (interrupted, or running in another process), so a cell it already redid
+    is kept; the record is dropped once every cell has been through. An exception (Ctrl-C) keeps the record.
+    """
+    executor = executor or LocalExecutor()
+    job = CellJob(registry)
+    local = isinstance(executor, LocalExecutor)
+    meta = {"primary_metric": primary_metric(plan.config, plan.directions), "directions": plan.directions}
+    # Seed by seed: a run stopped halfway has already covered every configuration at least once.
+    cells = sorted(plan.cells, key=lambda c: c.seed)
+    run = _begin_fresh_run(store, cells) if fresh else None
+    tasks = [
+        CellTask(cell.to_json(), plan.name, out=str(store.root), device=str(device), fresh=fresh,
+                 progress=progress and local, fresh_run=run, **meta)
+        for cell in cells
+    ]
+    counts, on_outcome, close = progress_counter(len(tasks), progress, plan.name)
+    todo = []
+    for task, cell in zip(tasks, cells):
+        # Under --fresh, done means done by this fresh run (in this process, an earlier one or a concurrent one).
+        if store.is_done(cell) and (run is None or store.redone(cell, run) is not None):
+            on_outcome(task, Outcome(Status.CACHED))
+        else:
+            todo.append(task)
+    held_elsewhere: list[CellTask] = []
+
+    def first_pass(task: CellTask, outcome: Outcome) -> None:
+        if outcome.status == Status.BUSY:
+            held_elsewhere.append(task)
+        else:
+            on_outcome(task, outcome)
+
+    try:
+        executor.run(todo, job, first_pass)
+        executor.run([replace(task, wait=True) for task in held_elsewhere], job, on_outcome)
+    finally:
+        close()
+    if run is not None:
+        store.end_fresh_run(run)
+    return counts
+
+
+def _begin_fresh_run(store: Store, cells: list[Cell]) -> FreshRun:
+    run, joined = store.begin_fresh_run(cells)
+    if joined:
+        redone = sum(1 for cell in cells if store.redone(cell, run) is not None)
+        print(f"{store.root}: continuing the fresh run started at {run.started} ({redone} cells already redone)",
+              file=sys.stderr)
+    return run

@@ -1,0 +1,121 @@
+"""The job every executor runs: one cell, in this process or another, unless its stored result says it needs
+no run; and the failed result recorded for a cell whose process died."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.grid import Cell
+from harness.registry import Registry, load_registry
+from harness.run.cell import DataCache, run_cell
+from harness.run.result import FINISHED, CellResult, Outcome, Status
+from harness.run.store import Store
+from harness.run.task import CellTask
+
+@dataclass
+class _ProcessCaches:
+    """Per process: the plugin registry and each device's datasets, loaded once however many cells it runs."""
+
+    registry: Registry | None = None
+    data: dict[str, DataCache] = field(default_factory=dict)
+
+
+_CACHES = _ProcessCaches()
+
+
+@dataclass
+class CellJob:
+    """Runs a ``CellTask``. ``registry``: the caller's (in-process runs); a job sent to another process drops it
+    there and loads that process's own, since a plugin manager does not cross process boundaries."""
+
+    registry: Registry | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"registry": None}
+
+    def __call__(self, task: CellTask) -> Outcome:
+        if task.device.startswith("cuda"):
+            # A fresh process: pin it to its device before anything touches CUDA.
+            torch.cuda.set_device(torch.device(task.device))
+        if task.threads:
+            torch.set_num_threads(task.threads)
+        registry = self.registry or _process_registry()
+        return run_task(task, registry)
+
+    def crashed(self, task: CellTask, reason: str) -> Outcome:
+        store = Store(Path(task.out))
+        cell = Cell.from_json(task.cell)
+        existing = store.result(cell)
+        if existing is not None and existing.benchmark == task.benchmark and existing.status in (Status.DONE, Status.FAILED):
+            return existing.outcome
+        store.write_result(cell, CellResult(Status.FAILED, task.benchmark, task.primary_metric, task.directions,
+                                            reason=reason))
+        return Outcome(Status.FAILED, reason)
+
+
+def _process_registry() -> Registry:
+    if _CACHES.registry is None:
+        _CACHES.registry = load_registry()
+    return _CACHES.registry
+
+
+def _data_cache(registry: Registry, device: str) -> DataCache:
+    cache = _CACHES.data.get(device)
+    if cache is None or cache.registry is not registry:
+        cache = _CACHES.data[device] = DataCache(registry, torch.device(device))
+    return cache
+
+
+def run_task(task: CellTask, registry: Registry) -> Outcome:
+    """Run one cell unless it needs no run.
+
+    Needs no run: done (under ``--fresh``: finished by this fresh run), or finished by another process while this
+    one waited for its lock. Another process holding the cell gives ``busy``, or with ``task.wait`` a wait for it.
+    """
+    store = Store(Path(task.out))
+    cell = Cell.from_json(task.cell)
+    stored = _stored_outcome(store, cell, task)
+    if stored is not None:
+        return stored
+    seen = store.result_stamp(cell)
+    with store.claim(cell, wait=task.wait) as claimed:
+        if not claimed:
+            return Outcome(Status.BUSY, "another process is running this cell")
+        stored = _stored_outcome(store, cell, task, waited=True, seen=seen)  # finished elsewhere while we waited
+        if stored is not None:
+            return stored
+        meta: dict[str, Any] = {"benchmark": task.benchmark, "primary_metric": task.primary_metric,
+                                "directions": task.directions, "torch_threads": torch.get_num_threads()}
+        if task.fresh:
+            # Only here, holding the lock: forgetting before it deleted what a concurrent run had just redone.
+            since = task.fresh_run.started_unix if task.fresh_run is not None else None
+            store.forget(cell, keep_checkpoint_since=since)
+        if task.fresh_run is not None:
+            meta["fresh_run"] = task.fresh_run.id
+        cache = _data_cache(registry, task.device)
+        result = run_cell(cell, meta, registry, store, cache, torch.device(task.device), Path(task.out) / "cache",
+                          task.progress)
+    return result.outcome
+
+
+def _stored_outcome(
+    store: Store, cell: Cell, task: CellTask, waited: bool = False, seen: int | None = None
+) -> Outcome | None:
+    """The outcome of a cell that needs no run, from its stored result; None when it must run.
+
+    ``waited``: called after taking the cell's lock, ``seen`` the result's stamp from before. A result another
+    process wrote meanwhile is that process's outcome, failed or not: running the cell again would do it twice.
+    """
+    result = store.redone(cell, task.fresh_run) if task.fresh_run is not None else store.result(cell)
+    if result is None or (task.fresh and task.fresh_run is None):
+        return None
+    if result.status == Status.DONE:
+        return Outcome(Status.CACHED)
+    meanwhile = waited and store.result_stamp(cell) != seen
+    if result.status in FINISHED and (task.fresh_run is not None or meanwhile):
+        return result.outcome
+    return None
