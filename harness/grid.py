@@ -76,12 +76,18 @@ class Cell:
 
     @property
     def label(self) -> str:
+        return self.describe()
+
+    def describe(self, with_seed: bool = True) -> str:
+        """``[variant] dataset prior(options) regularizer β=b seed=s``: how every console line, leaderboard row
+        and figure title names this cell. Options are those the config wrote (defaults left out)."""
         shown = self.prior_options if self.prior_options_given is None else self.prior_options_given
-        opts = ",".join(f"{k}={v}" for k, v in sorted(shown.items()))
+        opts = ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
         prior = f"{self.prior}({opts})" if opts else self.prior
         beta = "" if self.beta is None else f" β={self.beta:g}"
+        seed = f" seed={self.seed}" if with_seed else ""
         variant = f"[{self.variant}] " if self.variant else ""
-        return f"{variant}{self.dataset} {prior} {self.regularizer}{beta} seed={self.seed}"
+        return f"{variant}{self.dataset} {prior} {self.regularizer}{beta}{seed}"
 
 
 #: Most combinations one plugin's list-valued options may make, and most cells one benchmark may have: each

@@ -60,26 +60,31 @@ def temp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp{path.suffix}")
 
 
-def atomic_figure(draw: Callable[[Path], Path | None], path: Path) -> Path | None:
-    """``draw`` into a temporary file next to ``path``, then move it into place (or return None: nothing drawn)."""
+def replace_atomically(path: Path, write: Callable[[Path], bool | None]) -> bool:
+    """``write`` a temporary file next to ``path``, then move it into place, so a reader sees the old file or the
+    new one, never a partial one. A ``write`` that returns False wrote nothing: ``path`` is left alone (False)."""
     tmp = temp_sibling(path)
     try:
-        if draw(tmp) is None:
-            return None
+        if write(tmp) is False:
+            return False
         os.replace(tmp, path)
-        return path
+        return True
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def atomic_figure(draw: Callable[[Path], Path | None], path: Path) -> Path | None:
+    """``draw`` into a temporary file next to ``path``, then move it into place (or return None: nothing drawn)."""
+    return path if replace_atomically(path, lambda tmp: draw(tmp) is not None) else None
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a partial one."""
-    tmp = temp_sibling(path)
-    try:
+    """Write ``data`` to ``path`` atomically, synced to disk before it replaces the old file."""
+
+    def write(tmp: Path) -> None:
         with tmp.open("wb") as fh:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    replace_atomically(path, write)

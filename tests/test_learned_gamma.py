@@ -8,7 +8,8 @@ from torch import nn
 from harness.config import DEFAULT_GAMMA_LR, ModelConfig
 
 from harness.model.likelihoods import GaussianLikelihood
-from harness.model.train import Model, _checkpoint, _restore, training_step
+from harness.model.checkpoint import checkpoint_state, restore
+from harness.model.train import Model, training_step
 from harness_plugins.priors.gaussian import GaussianPrior
 from harness_plugins.regularizers.kl import KLRegularizer
 
@@ -95,9 +96,9 @@ def test_gamma_lr_is_a_separate_adam_group_and_a_checkpoint_resumes_it_bit_for_b
     assert groups[1]["params"] == [model.likelihood.log_gamma]
     for _ in range(3):
         training_step(model, data[:256], beta=1.0)
-    torch.save(_checkpoint(model, 0, []), tmp_path / "ck.pt")
+    torch.save(checkpoint_state(model, 0, []), tmp_path / "ck.pt")
     resumed = _linear_model(gamma_lr=0.02)
-    _restore(resumed, torch.load(tmp_path / "ck.pt", weights_only=True))
+    restore(resumed, torch.load(tmp_path / "ck.pt", weights_only=True))
     for m in (model, resumed):
         torch.manual_seed(7)
         training_step(m, data[:256], beta=1.0)

@@ -19,7 +19,8 @@ from harness.grid import expand
 from harness.model.likelihoods import GaussianLikelihood
 from harness.model.perceptual import PerceptualLoss, vgg19_trunk
 from harness.vgg19 import LAYERS, PAPER_LAYERS, RELU_INDICES
-from harness.model.train import CHECKPOINT, Model, training_step
+from harness.model.checkpoint import CHECKPOINT
+from harness.model.train import Model, training_step
 from harness_plugins.priors.gaussian import GaussianPrior
 from harness_plugins.regularizers.kl import KLRegularizer
 

@@ -182,8 +182,9 @@ def _fake_results(out: Path, configs: int, seeds: int) -> None:
     for c in range(configs):
         for seed in range(seeds):
             cell_id = f"{c:04d}{seed:04d}deadbeef"
-            cell = {"cell_id": cell_id, "benchmark": "tiny", "variant": None, "dataset": "digits", "prior": "gaussian",
-                    "prior_options": {}, "regularizer": "kl", "beta": 0.1 * (c + 1), "seed": seed}
+            cell = {"cell_id": cell_id, "benchmark": "tiny", "variant": None, "dataset": "digits", "dataset_options": {},
+                    "model": {}, "prior": "gaussian", "prior_options": {}, "regularizer": "kl",
+                    "regularizer_options": {}, "beta": 0.1 * (c + 1), "seed": seed, "train": {}, "evaluators": {}}
             folder = out / "cells" / cell_id
             folder.mkdir(parents=True)
             metrics = {"reconstruction.mse": 0.01 * c + 0.001 * seed, "reconstruction.psnr": 20.0 + c}

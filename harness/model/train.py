@@ -8,10 +8,7 @@ Both use Adam; a checkpoint after each epoch lets an interrupted cell resume whe
 
 from __future__ import annotations
 
-import copy
 import math
-import os
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +20,13 @@ from tqdm.auto import tqdm
 
 from harness.api import DataSplit, GaussianPosterior, Prior, Regularizer, TrainedModel, as_float
 from harness.grid import Cell
+from harness.model.checkpoint import CHECKPOINT, resume, save_checkpoint
 from harness.model.likelihoods import Likelihood, build_likelihood
 from harness.model.perceptual import PerceptualLoss, build_perceptual
 from harness.registry import Registry
 from harness.progress import bars_enabled
 from harness.seeds import derived_seed
 
-CHECKPOINT = "checkpoint.pt"
 
 
 class NonFiniteLoss(RuntimeError):
@@ -201,82 +198,6 @@ def _check_finite(terms: Tensor, epoch: int, first_step: int = 0) -> None:
     raise NonFiniteLoss(f"non-finite loss at epoch {epoch + 1} step {first_step + row + 1}: {', '.join(bad)}")
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _checkpoint(model: Model, epoch: int, history: list[dict[str, float]]) -> dict[str, Any]:
-    state: dict[str, Any] = {name: m.state_dict() for name, m in model.modules().items()}
-    state["opt_model"] = model.opt_model.state_dict()
-    state["opt_prior"] = model.opt_prior.state_dict() if model.opt_prior is not None else {}
-    state["epoch"] = epoch
-    state["history"] = history
-    state["rng_cpu"] = torch.get_rng_state()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["rng_cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _restore(model: Model, state: dict[str, Any]) -> tuple[int, list[dict[str, float]]]:
-    for name, module in model.modules().items():
-        module.load_state_dict(state[name])
-    model.opt_model.load_state_dict(state["opt_model"])
-    if model.opt_prior is not None:
-        model.opt_prior.load_state_dict(state["opt_prior"])
-    torch.set_rng_state(state["rng_cpu"])
-    if "rng_cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
-    return int(state["epoch"]) + 1, list(state["history"])
-
-
-def _resume(
-    cell: Cell, model: Model, path: Path, device: torch.device, notes: list[str]
-) -> tuple[int, list[dict[str, float]]]:
-    """(first epoch to run, history so far) from the checkpoint at ``path``; (0, []) when there is none.
-
-    An unreadable checkpoint (truncated, garbage, another model's) would fail the cell on every rerun: it is
-    set aside (``_set_aside``) and the cell trains from scratch, saying so on stderr and in ``notes``.
-    """
-    if not path.exists():
-        return 0, []
-    try:
-        start, history = _load_checkpoint(model, path, device)
-    except torch.cuda.OutOfMemoryError:
-        raise  # the checkpoint is fine, the device is full
-    except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, the cell can still be trained
-        notes.append(_set_aside(cell, path, exc))
-        return 0, []
-    epochs = int(cell.train["epochs"])
-    if start < epochs:
-        tqdm.write(f"{cell.label}: resuming at epoch {start + 1} of {epochs} from its checkpoint", file=sys.stderr)
-    else:
-        tqdm.write(f"{cell.label}: its checkpoint holds all {epochs} epochs; evaluating it", file=sys.stderr)
-    return start, history
-
-
-def _load_checkpoint(model: Model, path: Path, device: torch.device) -> tuple[int, list[dict[str, float]]]:
-    """Restore ``model`` from ``path``; on failure the model is as it was (never half restored)."""
-    state = torch.load(path, map_location=device, weights_only=True)
-    blank = copy.deepcopy(_checkpoint(model, -1, []))  # a restore can fail after loading some modules
-    try:
-        return _restore(model, state)
-    except Exception:
-        _restore(model, blank)
-        raise
-
-
-def _set_aside(cell: Cell, path: Path, exc: Exception) -> str:
-    """Move an unloadable checkpoint to ``checkpoint.pt.corrupt`` (one copy: the latest), warn; returns the note."""
-    corrupt = path.with_name(f"{path.name}.corrupt")
-    os.replace(path, corrupt)
-    why = (str(exc).strip().splitlines() or [""])[0][:200]
-    note = f"{path.name} could not be loaded ({type(exc).__name__}: {why}); moved to {corrupt.name}, trained from scratch"
-    tqdm.write(f"warning: {cell.label}: {note}", file=sys.stderr)
-    return note
-
-
 def encode_means(model: Model, data: DataSplit, batch_size: int = 1024) -> Tensor:
     """Posterior means E[q(z|x)] of a whole split, batched."""
     with torch.inference_mode():
@@ -346,7 +267,7 @@ def train(
     epochs, batch_size = int(cell.train["epochs"]), int(cell.train["batch_size"])
     beta = float(cell.beta or 0.0)
     ckpt_path = workdir / CHECKPOINT
-    start, history = _resume(cell, model, ckpt_path, data.x.device, notes if notes is not None else [])
+    start, history = resume(cell, model, ckpt_path, data.x.device, notes if notes is not None else [])
     model.train(True)
     n = len(data)
     steps = (n + batch_size - 1) // batch_size
@@ -360,7 +281,7 @@ def train(
             means = dict(zip(TERMS, (totals / steps).tolist()))
             history.append({"epoch": epoch + 1, **means})
             bar.set_postfix(rec=f"{means['reconstruction']:.4g}", reg=f"{means['regularizer']:.4g}")
-            _atomic_save(_checkpoint(model, epoch, history), ckpt_path)
+            save_checkpoint(model, epoch, history, ckpt_path)
             if on_epoch is not None:
                 on_epoch(epoch, means)
     model.train(False)

@@ -29,7 +29,8 @@ from harness.images import legible  # noqa: E402
 from harness.paths import atomic_figure, under  # noqa: E402
 from harness.registry import Registry  # noqa: E402
 from harness.run.result import CellResult  # noqa: E402
-from harness.model.train import CHECKPOINT, Model, _restore, build_model, encode_means, fit_post_hoc  # noqa: E402
+from harness.model.checkpoint import CHECKPOINT, restore  # noqa: E402
+from harness.model.train import Model, build_model, encode_means, fit_post_hoc  # noqa: E402
 
 
 def load_cell(out_dir: Path, cell: Cell, registry: Registry) -> tuple[Model, DataSplit, DataSplit]:
@@ -39,7 +40,7 @@ def load_cell(out_dir: Path, cell: Cell, registry: Registry) -> tuple[Model, Dat
     train, test = dataset.load("train"), dataset.load("test")
     torch.manual_seed(cell.seed)
     model = build_model(cell, registry, tuple(train.x.shape[1:]), device)
-    _restore(model, torch.load(out_dir / "cells" / cell.cell_id / CHECKPOINT, map_location=device, weights_only=True))
+    restore(model, torch.load(out_dir / "cells" / cell.cell_id / CHECKPOINT, map_location=device, weights_only=True))
     fit_post_hoc(model, train, cell.seed)
     model.train(False)
     return model, train, test

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+from harness.grid import Cell
 from harness.report.claims import claims_section
 from harness.report.figures import metric_bars, metric_vs_beta, samples_overview
 from harness.paths import atomic_figure, under, write_atomic
@@ -49,7 +50,7 @@ def _row_key(cell: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _metric_details(cells_dir: Path, result: dict[str, Any], metric: str) -> str:
+def _metric_details(cells_dir: Path, result: CellResult, metric: str) -> str:
     """How the evaluator measured (extractor, sample count, reference split): its ``<evaluator>-details.json``."""
     path = cells_dir / result.cell["cell_id"] / f"{metric.split('.')[0]}-details.json"
     return json.dumps(json.loads(path.read_text(encoding="utf-8")), sort_keys=True) if path.exists() else ""
@@ -173,11 +174,7 @@ def _missing_note(
 
 
 def _label(cell: dict[str, Any], with_seed: bool = True) -> str:
-    opts = _options(_given(cell))
-    beta = "" if cell["beta"] is None else f" β={cell['beta']:g}"
-    seed = f" seed={cell['seed']}" if with_seed else ""
-    variant = f"[{cell['variant']}] " if cell.get("variant") else ""
-    return f"{variant}{cell['dataset']} {cell['prior']}{'' if opts == '–' else f'({opts})'} {cell['regularizer']}{beta}{seed}"
+    return Cell.from_json(cell).describe(with_seed)
 
 
 def _figures_section(

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.grid import Cell
+from harness.model.checkpoint import CHECKPOINT
 from harness.paths import under, write_atomic
 from harness.run.result import FINISHED, CellResult, Status
 
 RESULT = "result.json"
-CHECKPOINT = "checkpoint.pt"
 FRESH_RUN = "fresh-run.json"
 
 
