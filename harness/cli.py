@@ -148,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.report import leaderboard, summary
     from harness.run import provenance
     from harness.run.plan import plan_benchmark, run_plan
-    from harness.run.store import Store, write_json_atomic
+    from harness.run.store import Store
 
     device = _device(args.device)
     config = load_config(args.config)
@@ -174,11 +174,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Cells skipped by the grid (gan × kl, say) train nothing either.
         trains = [c for c in plan.cells if not c.skip_reason and not store.is_done(c)]
         if args.fresh or not (out / "provenance.json").exists() or trains:
-            prov = provenance.collect(Path(args.config), device, registry=registry)
-            prov["descriptions"] = {plan.name: plan.config.description}
-            prov["benchmarks"] = {plan.name: plan.config.model_dump(mode="json")}
-            prov["planned_cells"] = {plan.name: [c.cell_id for c in plan.cells]}  # for the leaderboard's missing note
-            write_json_atomic(under(out, "provenance.json"), prov)
+            provenance.write(
+                under(out, "provenance.json"), Path(args.config), device, registry,
+                descriptions={plan.name: plan.config.description},
+                benchmarks={plan.name: plan.config.model_dump(mode="json")},
+                planned_cells={plan.name: [c.cell_id for c in plan.cells]},  # for the leaderboard's missing note
+            )
         executor = _executor(args, device, threads)
         counts = run_plan(plan, registry, store, device, fresh=args.fresh, progress=not args.quiet, executor=executor)
         board = leaderboard.render(out)

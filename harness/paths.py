@@ -7,9 +7,11 @@ past validation (an API caller's ``Plan``, a result file written by something el
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 from harness.errors import ConfigError
@@ -88,3 +90,8 @@ def write_atomic(path: Path, data: str | bytes) -> None:
             os.fsync(fh.fileno())
 
     replace_atomically(path, write)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """``data`` as indented JSON with sorted keys (stable diffs of committed results), written atomically."""
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str))

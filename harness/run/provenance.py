@@ -18,6 +18,7 @@ from typing import Any, Literal
 import torch
 
 import harness
+from harness.paths import write_json_atomic
 from harness.registry import Registry, load_registry
 
 DISTRIBUTION = "prior-harness"
@@ -176,3 +177,11 @@ def collect(
         "platform": platform.platform(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def write(
+    path: Path, config_path: Path, device: torch.device, registry: Registry, **sections: dict[str, Any]
+) -> None:
+    """Write ``collect``'s record plus what the command adds (``descriptions``, ``benchmarks``, ``study``, …) to
+    ``path`` atomically: ``harness run`` and ``harness search`` record their runs the same way."""
+    write_json_atomic(path, {**collect(config_path, device, registry=registry), **sections})

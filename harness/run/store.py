@@ -18,19 +18,14 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from harness.grid import Cell
 from harness.model.checkpoint import CHECKPOINT
-from harness.paths import under, write_atomic
+from harness.paths import under, write_json_atomic
 from harness.run.result import FINISHED, CellResult, Status
 
 RESULT = "result.json"
 FRESH_RUN = "fresh-run.json"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 def _read_result(path: Path) -> CellResult | None:
