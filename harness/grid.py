@@ -25,7 +25,7 @@ from torch.nn.modules.module import (
 )
 from torch.nn.parameter import is_lazy
 
-from harness.config import BenchmarkConfig, ConfigError, quote, suggest
+from harness.config import BenchmarkConfig, ConfigError, SubGrid, quote, suggest
 from harness.options import validate_options
 from harness.registry import Kind, Registry
 
@@ -235,7 +235,7 @@ def _constructed(cls: type[Any], options: dict[str, Any], where: str, **supplied
     return options
 
 
-def _variants(
+def _option_combinations(
     registry: Registry, kind: Kind, name: str, options: Any, where: str, **supplied: Any
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """One (options as written, options resolved) pair per combination of the list-valued options."""
@@ -269,16 +269,9 @@ def primary_metric(bench: BenchmarkConfig, directions: Mapping[str, str]) -> str
 def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -> list[Cell]:
     """All cells of a benchmark, skipped ones included (with ``skip_reason`` set)."""
     at = f"{source}: benchmarks.{name}"
-    datasets: list[tuple[str, dict[str, Any]]] = []
-    for ds, raw in bench.datasets.items():
-        ds_at = f"{at}.datasets.{ds}"
-        ds_cls = _plugin(registry, "dataset", ds, ds_at)
-        datasets.append((ds, _constructed(ds_cls, validate_options(ds_cls, raw, ds_at), ds_at)))
-    evaluators: dict[str, dict[str, Any]] = {}
-    for ev, raw in bench.evaluators.items():
-        ev_at = f"{at}.evaluators.{ev}"
-        ev_cls = _plugin(registry, "evaluator", ev, ev_at)
-        evaluators[ev] = _constructed(ev_cls, validate_options(ev_cls, raw, ev_at), ev_at)
+    datasets = [(ds, _resolved(registry, "dataset", ds, raw, f"{at}.datasets.{ds}")) for ds, raw in bench.datasets.items()]
+    evaluators = {ev: _resolved(registry, "evaluator", ev, raw, f"{at}.evaluators.{ev}")
+                  for ev, raw in bench.evaluators.items()}
     directions = metric_directions(registry, evaluators)
     if bench.primary_metric is not None and bench.primary_metric not in directions:
         raise ConfigError(
@@ -287,54 +280,60 @@ def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -
             "metrics come from the benchmark's evaluators: <evaluator> or <evaluator>.<key>",
         )
     _check_claims(bench, directions, at)
-
     cells: list[Cell] = []
-    for variant, prior_specs, reg_specs, model_config, bench_betas in bench.sub_grids():
-        v_at = at if variant is None else f"{at}.models.{variant}"
-        arch_cls = _plugin(registry, "architecture", model_config.architecture, f"{v_at}.model.architecture")
-        arch_at = f"{v_at}.model.architecture_options"
-        arch_opts = _constructed(arch_cls, validate_options(arch_cls, model_config.architecture_options, arch_at), arch_at)
-        # exclude_none: an unset ``perceptual`` leaves no key behind, so cells without it keep their ids.
-        model = {**model_config.model_dump(mode="json", exclude_none=True), "architecture_options": arch_opts}
-        priors = [
-            (p, given, opts)
-            for p, raw in prior_specs.items()
-            for given, opts in _variants(
-                registry, "prior", p, raw, f"{v_at}.priors.{p}", latent_dim=model_config.latent_dim
-            )
+    for sub in bench.sub_grids():
+        cells += _sub_grid_cells(name, bench, sub, datasets, evaluators, registry, at, len(cells))
+    return cells
+
+
+def _resolved(registry: Registry, kind: Kind, name: str, raw: Mapping[str, Any], at: str) -> dict[str, Any]:
+    """A dataset's or evaluator's options, validated and completed with its constructor's defaults."""
+    cls = _plugin(registry, kind, name, at)
+    return _constructed(cls, validate_options(cls, raw, at), at)
+
+
+def _sub_grid_cells(
+    name: str,
+    bench: BenchmarkConfig,
+    sub: SubGrid,
+    datasets: list[tuple[str, dict[str, Any]]],
+    evaluators: dict[str, dict[str, Any]],
+    registry: Registry,
+    at: str,
+    before: int,
+) -> list[Cell]:
+    """datasets × priors × regularizers × β × seeds of one sub-grid; ``before``: cells of the earlier ones."""
+    v_at = at if sub.model_name is None else f"{at}.models.{sub.model_name}"
+    arch_cls = _plugin(registry, "architecture", sub.model.architecture, f"{v_at}.model.architecture")
+    arch_at = f"{v_at}.model.architecture_options"
+    arch_opts = _constructed(arch_cls, validate_options(arch_cls, sub.model.architecture_options, arch_at), arch_at)
+    # exclude_none: an unset ``perceptual`` leaves no key behind, so cells without it keep their ids.
+    model = {**sub.model.model_dump(mode="json", exclude_none=True), "architecture_options": arch_opts}
+    priors = [
+        (p, given, opts)
+        for p, raw in sub.priors.items()
+        for given, opts in _option_combinations(
+            registry, "prior", p, raw, f"{v_at}.priors.{p}", latent_dim=sub.model.latent_dim
+        )
+    ]
+    regularizers = [
+        (r, opts)
+        for r, raw in sub.regularizers.items()
+        for _, opts in _option_combinations(registry, "regularizer", r, raw, f"{v_at}.regularizers.{r}")
+    ]
+    _check_cell_count(before + len(datasets) * len(priors) * len(regularizers) * len(sub.betas) * len(bench.seeds), at)
+    cells = []
+    for (ds, ds_opts), (prior, p_given, p_opts), (reg, r_opts) in itertools.product(datasets, priors, regularizers):
+        reg_cls = registry.get("regularizer", reg)
+        betas: list[float | None] = list(sub.betas) if reg_cls.uses_beta else [None]
+        reason = reg_cls.incompatibility(registry.get("prior", prior))
+        cells += [
+            Cell(benchmark=name, dataset=ds, dataset_options=ds_opts, model=model, prior=prior,
+                 prior_options=p_opts, regularizer=reg, regularizer_options=r_opts, beta=beta, seed=seed,
+                 train=bench.train.model_dump(mode="json"), evaluators=evaluators, sample_grid=bench.sample_grid,
+                 skip_reason=reason, prior_options_given=p_given, variant=sub.model_name)
+            for beta, seed in itertools.product(betas, bench.seeds)
         ]
-        regularizers = [
-            (r, opts)
-            for r, raw in reg_specs.items()
-            for _, opts in _variants(registry, "regularizer", r, raw, f"{v_at}.regularizers.{r}")
-        ]
-        grid = len(datasets) * len(priors) * len(regularizers) * len(bench_betas) * len(bench.seeds)
-        _check_cell_count(len(cells) + grid, at)
-        for (ds, ds_opts), (prior, p_given, p_opts), (reg, r_opts) in itertools.product(datasets, priors, regularizers):
-            reg_cls = registry.get("regularizer", reg)
-            betas: list[float | None] = list(bench_betas) if reg_cls.uses_beta else [None]
-            reason = reg_cls.incompatibility(registry.get("prior", prior))
-            for beta, seed in itertools.product(betas, bench.seeds):
-                cells.append(
-                    Cell(
-                        benchmark=name,
-                        dataset=ds,
-                        dataset_options=ds_opts,
-                        model=model,
-                        prior=prior,
-                        prior_options=p_opts,
-                        regularizer=reg,
-                        regularizer_options=r_opts,
-                        beta=beta,
-                        seed=seed,
-                        train=bench.train.model_dump(mode="json"),
-                        evaluators=evaluators,
-                        sample_grid=bench.sample_grid,
-                        skip_reason=reason,
-                        prior_options_given=p_given,
-                        variant=variant,
-                    )
-                )
     return cells
 
 

@@ -200,6 +200,30 @@ def resolve(config: ConfigFile, name: str | None, registry: Registry, source: st
     With ``check`` every searched path is tried at the ends of its range, so a value a plugin rejects is an
     error now (exit 2), not a failed trial later. Workers skip that: their parent already checked.
     """
+    name = _search_name(config, name, source)
+    search = config.searches[name]
+    at = f"{source}: searches.{name}"
+    if search.benchmark not in config.benchmarks:
+        raise ConfigError(f"{at}.benchmark", f"unknown benchmark {quote(search.benchmark)}{suggest(search.benchmark, config.benchmarks)}")
+    bench = config.benchmarks[search.benchmark]
+    dataset = _dataset(search, bench, at)
+    prior, reg = _plugins(search, registry, at)
+    uses_beta = bool(registry.get("regularizer", reg).uses_beta)
+    if search.beta is None and "beta" not in search.space and uses_beta and len(bench.beta) > 1:
+        raise ConfigError(f"{at}.beta", f"benchmark {quote(search.benchmark)} has several β ({quote(bench.beta)}); give one or search beta")
+    _check_paths(search, bench, registry, reg, uses_beta, at)
+    metric, direction, directions = _objective(name, search, bench, registry, at)
+    _check_enqueue(search, at)
+
+    found = Search(name, search, source, search.benchmark, bench, dataset, prior, reg, metric, direction,
+                   directions)
+    if check:
+        _check_space(found, registry)
+    return found
+
+
+def _search_name(config: ConfigFile, name: str | None, source: str) -> str:
+    """``--search`` checked, or the only search when it is left out."""
     if name is None:
         if len(config.searches) != 1:
             raise ConfigError(f"{source}: --search", "name the search to run" + suggest("", config.searches))
@@ -208,21 +232,24 @@ def resolve(config: ConfigFile, name: str | None, registry: Registry, source: st
         raise ConfigError(f"{source}: --search", f"{quote(name)} is not a valid search name; names are {NAME_RULE}")
     if name not in config.searches:
         raise ConfigError(f"{source}: --search", f"unknown search {quote(name)}{suggest(name, config.searches)}")
-    search = config.searches[name]
-    at = f"{source}: searches.{name}"
-    if search.benchmark not in config.benchmarks:
-        raise ConfigError(f"{at}.benchmark", f"unknown benchmark {quote(search.benchmark)}{suggest(search.benchmark, config.benchmarks)}")
-    bench = config.benchmarks[search.benchmark]
+    return name
+
+
+def _dataset(search: SearchConfig, bench: BenchmarkConfig, at: str) -> str:
+    """The search's dataset, or the benchmark's only one."""
     if search.dataset is None:
         if len(bench.datasets) > 1:
             raise ConfigError(f"{at}.dataset", f"benchmark {quote(search.benchmark)} has several datasets; pick one"
                               + suggest("", bench.datasets))
-        dataset = next(iter(bench.datasets))
-    elif search.dataset not in bench.datasets:
+        return next(iter(bench.datasets))
+    if search.dataset not in bench.datasets:
         raise ConfigError(f"{at}.dataset", f"{quote(search.dataset)} is not a dataset of benchmark {quote(search.benchmark)}"
                           + suggest(search.dataset, bench.datasets))
-    else:
-        dataset = search.dataset
+    return search.dataset
+
+
+def _plugins(search: SearchConfig, registry: Registry, at: str) -> tuple[str, str]:
+    """The search's prior and regularizer, each a known plugin with valid options."""
     prior, _ = _one(search.prior)
     reg, _ = _one(search.regularizer)
     for kind, plugin, key in (("prior", prior, "prior"), ("regularizer", reg, "regularizer")):
@@ -230,10 +257,12 @@ def resolve(config: ConfigFile, name: str | None, registry: Registry, source: st
             raise ConfigError(f"{at}.{key}", f"unknown {kind} {quote(plugin)}{suggest(plugin, registry.names(kind))}")
     for kind, plugin, options in (("prior", prior, search.prior[prior]), ("regularizer", reg, search.regularizer[reg])):
         validate_options(registry.get(kind, plugin), options, f"{at}.{kind}.{plugin}")
-    uses_beta = bool(registry.get("regularizer", reg).uses_beta)
-    if search.beta is None and "beta" not in search.space and uses_beta and len(bench.beta) > 1:
-        raise ConfigError(f"{at}.beta", f"benchmark {quote(search.benchmark)} has several β ({quote(bench.beta)}); give one or search beta")
+    return prior, reg
 
+
+def _check_paths(search: SearchConfig, bench: BenchmarkConfig, registry: Registry, reg: str, uses_beta: bool,
+                 at: str) -> None:
+    """Every searched path names an option the cell has (β only where the regularizer uses it)."""
     paths = known_paths(search, bench, registry)
     for path in search.space:
         if path == "beta" and not uses_beta:
@@ -242,6 +271,11 @@ def resolve(config: ConfigFile, name: str | None, registry: Registry, source: st
         if path not in paths:
             raise ConfigError(f"{at}.space.{path}", f"unknown parameter {quote(path)}{suggest(path, paths)}", _ROOTS_HELP)
 
+
+def _objective(name: str, search: SearchConfig, bench: BenchmarkConfig, registry: Registry,
+               at: str) -> tuple[str, str, dict[str, str]]:
+    """(metric, Optuna direction, every metric's direction): the objective is a metric of the evaluators, and its
+    direction, when given, is the metric's own."""
     evaluators = search.evaluators or bench.evaluators
     for ev in search.evaluators or {}:
         if ev not in registry.plugins["evaluator"]:
@@ -257,18 +291,17 @@ def resolve(config: ConfigFile, name: str | None, registry: Registry, source: st
     if direction != natural:
         raise ConfigError(f"{at}.objective.direction", f"{direction!r}, but {metric} is {'lower' if natural == 'minimize' else 'higher'} "
                           f"is better; leave direction out or write {natural!r}")
+    return metric, direction, directions
+
+
+def _check_enqueue(search: SearchConfig, at: str) -> None:
+    """Each enqueued point sets searched parameters only, each inside its range or choices."""
     for i, point in enumerate(search.enqueue):
         for path, value in point.items():
             if path not in search.space:
                 raise ConfigError(f"{at}.enqueue[{i}].{path}", f"not a searched parameter{suggest(path, search.space)}")
             if not _in_space(search.space[path], value):
                 raise ConfigError(f"{at}.enqueue[{i}].{path}", f"{quote(value)} is outside the searched range or choices")
-
-    found = Search(name, search, source, search.benchmark, bench, dataset, prior, reg, metric, direction,
-                   directions)
-    if check:
-        _check_space(found, registry)
-    return found
 
 
 def _check_space(search: Search, registry: Registry) -> None:
