@@ -90,6 +90,13 @@ class Cell:
         return f"{variant}{self.dataset} {prior} {self.regularizer}{beta}{seed}"
 
 
+def selected_by(cell: Mapping[str, Any], selector: Mapping[str, Any]) -> bool:
+    """Whether a cell (as ``Cell.to_json`` stores it) is one a ``latent_figures:`` selector picks: every key the
+    selector gives (prior, regularizer, beta, seed, model) matches."""
+    wanted = {k: selector.get(k) for k in ("prior", "regularizer", "beta", "seed")} | {"variant": selector.get("model")}
+    return all(v is None or cell.get(k) == v for k, v in wanted.items())
+
+
 #: Most combinations one plugin's list-valued options may make, and most cells one benchmark may have: each
 #: combination is built once at validation, and nobody trains 100,000 cells of one benchmark.
 MAX_COMBINATIONS = 10_000

@@ -15,7 +15,7 @@ import torch  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
 from harness.report.figures import BETA_FREE_DASHES, bars_figure, beta_figure, series_styles  # noqa: E402
-from harness.report.latent_figures import ImageGrid, grid_figure, robust_limits, scatter_figure  # noqa: E402
+from harness.run.latent_figures import ImageGrid, grid_figure, robust_limits, scatter_figure  # noqa: E402
 from harness.images import scatter_figure as samples_scatter  # noqa: E402
 
 BETAS = [0.0, 0.01, 0.1, 1.0]

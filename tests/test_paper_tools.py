@@ -15,7 +15,7 @@ from harness.report.claims import check, compare
 from harness.cli import main
 from harness.config import load_config
 from harness.grid import expand
-from harness.report.latent_figures import slerp
+from harness.run.latent_figures import slerp
 
 VARIANTS = {
     "datasets": ["digits"],
@@ -156,22 +156,25 @@ def test_a_run_with_variants_writes_claims_the_beta_figure_and_latent_figures(tm
     board = (out / "leaderboard.md").read_text()
     assert "## Claims" in board and "| mse falls as β → 0" in board and "flow β=0 beats gmm" in board
     assert "| rank   | model " in board and "flow-vae-learned-gamma" in board
-    for name in ("v-reconstruction.mse-vs-beta.png", "v-latent-2d.png", "v-latent-interpolation.png",
-                 "v-latent-attribute-edit.png", "v-latent-pca.png"):
+    done = [json.loads(p.read_text()) for p in out.glob("cells/*/result.json")]
+    chosen = next(r for r in done if r["cell"]["variant"] == "flow-vae" and r["cell"]["beta"] == 0
+                  and r["cell"]["seed"] == 0)
+    # The latent figures are drawn when the selected cell trains, into its folder; the leaderboard links them.
+    folder = f"cells/{chosen['cell']['cell_id']}"
+    latent = [f"{folder}/latent-{name}.png" for name in ("2d", "interpolation", "attribute-edit", "pca")]
+    for name in ("v-reconstruction.mse-vs-beta.png", *latent):
         assert (out / name).read_bytes()[:4] == b"\x89PNG", name
-        assert name in board
+        assert f"]({name})" in board, name
+    assert not list(out.glob("cells/*/latent-*.png"))[4:], "only the selected cell draws latent figures"
     frame = pd.read_csv(out / "results.csv")
     assert "likelihood.gamma" in set(frame[frame["model"] == "flow-vae-learned-gamma"]["metric"])
 
     # Right grid shapes, from the trained cell: 2 rows (Z_0, Z_T) per pair, steps + 2 (interpolation: A, path, B)
     # or steps + 1 (edits: start, path) columns; every row and column labelled, the title saying what is shown.
     from harness.grid import Cell
-    from harness.report.latent_figures import edit_grid, interpolation_grid, load_cell
+    from harness.run.latent_figures import edit_grid, interpolation_grid, load_cell
     from harness.registry import load_registry
 
-    done = [json.loads(p.read_text()) for p in out.glob("cells/*/result.json")]
-    chosen = next(r for r in done if r["cell"]["variant"] == "flow-vae" and r["cell"]["beta"] == 0
-                  and r["cell"]["seed"] == 0)
     model, train, test = load_cell(out, Cell.from_json(chosen["cell"]), load_registry())
     pairs, steps = 2, 4
     grid = interpolation_grid(model, test, pairs, steps, seed=0)
@@ -183,15 +186,19 @@ def test_a_run_with_variants_writes_claims_the_beta_figure_and_latent_figures(tm
     assert [tuple(row.shape[:2]) for row in edits.rows] == [(steps + 1, 1)] * 2 * pairs
     assert all(label.startswith("+ ") for label in edits.row_labels) and len(edits.column_labels) == steps + 1
 
-    # A clone has the results and figures but no checkpoints (they are not committed): re-rendering keeps the
-    # figures drawn before and says why they were not redrawn.
+    # Figures lost from a folder that still has the checkpoint are drawn again by the next run, training nothing.
+    drawn = {name: (out / name).read_bytes() for name in latent}
+    for name in latent:
+        (out / name).unlink()
+    assert main(["run", str(_write(tmp_path, VARIANTS)), "--out", str(out), "--quiet"]) == 0
+    assert {name: (out / name).read_bytes() for name in latent} == drawn
+
+    # A clone has the results and figures but no checkpoints (they are not committed): the leaderboard reads
+    # only files, so re-rendering links the same figures and draws nothing.
     for checkpoint in out.glob("cells/*/checkpoint.pt"):
         checkpoint.unlink()
     assert main(["leaderboard", str(out)]) == 0
-    again = (out / "leaderboard.md").read_text()
-    assert "its checkpoint is not here to draw them again" in again
-    for name in ("v-latent-2d.png", "v-latent-interpolation.png", "v-latent-attribute-edit.png", "v-latent-pca.png"):
-        assert f"]({name})" in again, name
+    assert (out / "leaderboard.md").read_text() == board
 
 
 def test_max_train_keeps_the_first_training_images_and_the_whole_test_split(registry):

@@ -15,10 +15,11 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from harness.grid import Cell
+from harness.grid import Cell, selected_by
 from harness.report.claims import claims_section
 from harness.report.figures import metric_bars, metric_vs_beta, samples_overview
 from harness.paths import atomic_figure, under, write_atomic
+from harness.run import latent_figures
 from harness.run.result import CellResult, Status
 from harness.run.store import Store
 
@@ -191,29 +192,21 @@ def _figures_section(
 
 
 def _latent_section(out_dir: Path, options: dict[str, Any] | None, done: list[CellResult]) -> str:
-    """The latent-space figures of the cell ``latent_figures`` selects (drawn from its checkpoint)."""
+    """The latent-space figures drawn for the cell ``latent_figures`` selects (when it was run)."""
     if not options:
         return ""
-    wanted = {k: options.get(k) for k in ("prior", "regularizer", "beta", "seed")}
-    wanted["variant"] = options.get("model")
-    matches = [r for r in done if all(v is None or r.cell.get(k) == v for k, v in wanted.items())]
+    matches = [r for r in done if selected_by(r.cell, options)]
     if not matches:
         return "## Latent space\n\nNo finished cell matches `latent_figures` yet.\n"
-    from harness.report import latent_figures
-    from harness.registry import load_registry
-
-    note = ""
-    try:
-        drawn = latent_figures.draw(out_dir, matches[0], options, load_registry())
-    except Exception as exc:  # noqa: BLE001 - a missing checkpoint must not stop the leaderboard
-        # Checkpoints are not committed: a clone re-renders from results alone, so keep the figures drawn before.
-        drawn = latent_figures.drawn_before(out_dir, matches[0].benchmark)
-        if not isinstance(exc, FileNotFoundError) or not drawn:
-            return f"## Latent space\n\nCould not draw the latent figures: {type(exc).__name__}: {exc}\n"
-        note = "Drawn when the cell was trained; its checkpoint is not here to draw them again.\n\n"
-    title = _label(matches[0].cell)
-    body = "\n\n".join(f"**{name}**\n\n![{name}]({p.name})" for name, p in drawn)
-    return f"## Latent space ({title})\n\n{note}{body}\n"
+    for result in matches:
+        drawn = latent_figures.on_disk(out_dir, result.cell["cell_id"], result.benchmark)
+        if drawn:
+            break
+    else:
+        return ("## Latent space\n\nNo latent figures were drawn for the selected cell: they are drawn when it is "
+                "run, from its checkpoint (see its result's notes).\n")
+    body = "\n\n".join(f"**{name}**\n\n![{name}]({p.relative_to(out_dir).as_posix()})" for name, p in drawn)
+    return f"## Latent space ({_label(result.cell)})\n\n{body}\n"
 
 
 def _samples_section(out_dir: Path, done: list[CellResult]) -> str:

@@ -24,6 +24,7 @@ from harness.registry import Registry
 from harness.progress import reporting, stages
 from harness.run.provenance import git_commit
 from harness.images import save_samples
+from harness.run.latent_figures import draw_noted
 from harness.run.result import CellResult, Status
 from harness.run.store import Store
 from harness.model.train import build_model, fit_post_hoc, train
@@ -112,11 +113,13 @@ def run_cell(
     cache_dir: Path,
     progress: bool,
     on_epoch: OnEpoch | None = None,
+    latent_figures: Mapping[str, Any] | None = None,
 ) -> CellResult:
     """Train and evaluate one cell and store its result; never raises for a problem of the cell itself.
 
     ``meta`` (benchmark, primary_metric, directions; torch_threads, fresh_run) is stored with the result.
     ``on_epoch(epoch, mean loss terms)`` is called after each epoch; it may raise ``CellPruned``.
+    ``latent_figures``: the benchmark's ``latent_figures:`` options when it selects this cell (drawn once trained).
     """
     base = CellResult(Status.DONE, **meta)
     if cell.skip_reason:
@@ -154,6 +157,8 @@ def run_cell(
         if device.type == "cuda":
             torch.cuda.empty_cache()
         return ended(Status.FAILED, reason=f"{type(exc).__name__}: {exc}")
+    if latent_figures is not None:
+        notes += draw_noted(store.root, cell, latent_figures, registry)
     # git_commit per cell: the harness code this process runs, whatever the cwd.
     return ended(Status.DONE, metrics=metrics, history=history, device=str(device), git_commit=git_commit())
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
 from harness.config import BenchmarkConfig
-from harness.grid import Cell, expand, metric_directions, primary_metric
+from harness.grid import Cell, expand, metric_directions, primary_metric, selected_by
+from harness.model.checkpoint import CHECKPOINT
 from harness.registry import Registry
+from harness.run import latent_figures
 from harness.run.cell import check_available
 from harness.run.console import progress_counter
 from harness.run.executors import LocalExecutor
@@ -69,9 +72,11 @@ def run_plan(
     # Seed by seed: a run stopped halfway has already covered every configuration at least once.
     cells = sorted(plan.cells, key=lambda c: c.seed)
     run = _begin_fresh_run(store, cells) if fresh else None
+    latent = plan.config.latent_figures.model_dump() if plan.config.latent_figures is not None else None
     tasks = [
         CellTask(cell.to_json(), plan.name, out=str(store.root), device=str(device), fresh=fresh,
-                 progress=progress and local, fresh_run=run, **meta)
+                 progress=progress and local, fresh_run=run,
+                 latent_figures=latent if latent is not None and selected_by(cell.to_json(), latent) else None, **meta)
         for cell in cells
     ]
     counts, on_outcome, close = progress_counter(len(tasks), progress, plan.name)
@@ -79,6 +84,8 @@ def run_plan(
     for task, cell in zip(tasks, cells):
         # Under --fresh, done means done by this fresh run (in this process, an earlier one or a concurrent one).
         if store.is_done(cell) and (run is None or store.redone(cell, run) is not None):
+            if task.latent_figures is not None:
+                _draw_missing_latent_figures(store, cell, task.latent_figures, registry)
             on_outcome(task, Outcome(Status.CACHED))
         else:
             todo.append(task)
@@ -98,6 +105,17 @@ def run_plan(
     if run is not None:
         store.end_fresh_run(run)
     return counts
+
+
+def _draw_missing_latent_figures(store: Store, cell: Cell, options: dict[str, Any], registry: Registry) -> None:
+    """A cell trained before its benchmark asked for latent figures gets them from its checkpoint, when it has one
+    (a clone of committed results has none, and keeps the figures committed with them)."""
+    if latent_figures.on_disk(store.root, cell.cell_id, cell.benchmark):
+        return
+    if not (store.cells_dir / cell.cell_id / CHECKPOINT).is_file():
+        return
+    for note in latent_figures.draw_noted(store.root, cell, options, registry):
+        print(f"{cell.label}: {note}", file=sys.stderr)
 
 
 def _begin_fresh_run(store: Store, cells: list[Cell]) -> FreshRun:

@@ -29,6 +29,8 @@ class CellTask:
     fresh_run: FreshRun | None = None
     #: Block on the cell's lock when another process holds it (instead of returning ``busy``).
     wait: bool = False
+    #: The benchmark's ``latent_figures:`` options when they select this cell, else None.
+    latent_figures: dict[str, Any] | None = None
 
     @property
     def cell_id(self) -> str:

@@ -98,7 +98,7 @@ def run_task(task: CellTask, registry: Registry) -> Outcome:
             meta["fresh_run"] = task.fresh_run.id
         cache = _data_cache(registry, task.device)
         result = run_cell(cell, meta, registry, store, cache, torch.device(task.device), Path(task.out) / "cache",
-                          task.progress)
+                          task.progress, latent_figures=task.latent_figures)
     return result.outcome
 
 

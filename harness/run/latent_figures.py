@@ -1,5 +1,8 @@
 """Figures drawn from one trained cell's checkpoint: the paper's latent-space pictures (Fig. 1, 3-6).
 
+Drawn when the cell selected by a benchmark's ``latent_figures:`` is run, into its folder
+(``cells/<id>/latent-*.png``), so rendering a leaderboard only reads files.
+
 - 2-D latents (Fig. 1): fθ(Eφ(x)) and Eφ(x) coloured by class, Eφ(x) plain, fθ⁻¹(z0) for z0 ~ N(0, I).
 - Interpolations (Fig. 3, 6): Dψ(lerp(zA, zB; t)) in Z_T against Dψ(fθ⁻¹(slerp(fθ(zA), fθ(zB); t))) in Z_0.
 - Attribute edits (Fig. 5): add t·(mean code with a class − mean code without) in Z_T and in Z_0.
@@ -13,6 +16,7 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import matplotlib
@@ -28,7 +32,6 @@ from harness.grid import Cell  # noqa: E402
 from harness.images import legible  # noqa: E402
 from harness.paths import atomic_figure, under  # noqa: E402
 from harness.registry import Registry  # noqa: E402
-from harness.run.result import CellResult  # noqa: E402
 from harness.model.checkpoint import CHECKPOINT, restore  # noqa: E402
 from harness.model.train import Model, build_model, encode_means, fit_post_hoc  # noqa: E402
 
@@ -318,22 +321,25 @@ FIGURES = (
 )
 
 
-def figure_path(out_dir: Path, benchmark: str, suffix: str) -> Path:
-    return under(out_dir, f"{benchmark}-latent-{suffix}.png")
+def figure_path(cell_dir: Path, suffix: str) -> Path:
+    return under(cell_dir, f"latent-{suffix}.png")
 
 
-def drawn_before(out_dir: Path, benchmark: str) -> list[tuple[str, Path]]:
-    """The latent figures already on disk (drawn when the cell was trained), for a folder without checkpoints."""
-    paths = [(title, figure_path(out_dir, benchmark, suffix)) for title, suffix in FIGURES]
-    return [(title, path) for title, path in paths if path.is_file()]
+def on_disk(out_dir: Path, cell_id: str, benchmark: str) -> list[tuple[str, Path]]:
+    """The latent figures drawn for a cell: in its folder, or (out folders of older versions) at the top level."""
+    for name in (lambda suffix: figure_path(out_dir / "cells" / cell_id, suffix),
+                 lambda suffix: under(out_dir, f"{benchmark}-latent-{suffix}.png")):
+        found = [(title, name(suffix)) for title, suffix in FIGURES if name(suffix).is_file()]
+        if found:
+            return found
+    return []
 
 
-def draw(out_dir: Path, result: CellResult, options: dict[str, Any], registry: Registry) -> list[tuple[str, Path]]:
-    """Every latent figure that applies to the cell of ``result``; returns (title, path) pairs."""
-    cell = Cell.from_json(result.cell)
+def draw(out_dir: Path, cell: Cell, options: Mapping[str, Any], registry: Registry) -> list[tuple[str, Path]]:
+    """Every latent figure that applies to ``cell``, drawn from its checkpoint into its folder; (title, path)."""
     model, train, test = load_cell(out_dir, cell, registry)
     pairs, steps, seed = int(options.get("pairs", 4)), int(options.get("steps", 8)), cell.seed
-    path = {suffix: figure_path(out_dir, result.benchmark, suffix) for _, suffix in FIGURES}
+    path = {suffix: figure_path(out_dir / "cells" / cell.cell_id, suffix) for _, suffix in FIGURES}
     made = {
         # Each drawn to a temporary file and moved into place: a reader never sees half a PNG.
         "2d": atomic_figure(lambda p: latent_scatter(model, test, p), path["2d"]),
@@ -344,3 +350,12 @@ def draw(out_dir: Path, result: CellResult, options: dict[str, Any], registry: R
         "pca": atomic_figure(lambda p: pca_paths(model, train, test, p, steps, seed), path["pca"]),
     }
     return [(title, drawn) for title, suffix in FIGURES if (drawn := made[suffix]) is not None]
+
+
+def draw_noted(out_dir: Path, cell: Cell, options: Mapping[str, Any], registry: Registry) -> list[str]:
+    """``draw``, with a failure turned into a note for the cell's result: the figures are extras, the cell is done."""
+    try:
+        draw(out_dir, cell, options, registry)
+    except Exception as exc:  # noqa: BLE001 - a figure that cannot be drawn must not fail a trained cell
+        return [f"latent figures not drawn: {type(exc).__name__}: {exc}"]
+    return []
