@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import harness.cli
+import harness.cli.common
 from harness import Prior, hookimpl
 from harness.cli import main
 from harness.registry import load_registry
@@ -341,7 +341,7 @@ def register_priors_for_cli(monkeypatch: pytest.MonkeyPatch, *priors: type[Prior
 
     plugin = types.ModuleType("test_cli_priors_plugin")
     plugin.harness_register_priors = hookimpl(register_all)  # type: ignore[attr-defined]
-    monkeypatch.setattr(harness.cli, "load_registry", lambda: load_registry(extra_modules=[plugin]))
+    monkeypatch.setattr(harness.cli.common, "load_registry", lambda: load_registry(extra_modules=[plugin]))
 
 
 @pytest.fixture
