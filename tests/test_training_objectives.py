@@ -1,4 +1,4 @@
-"""The two objectives of DESIGN.md: exact gradient routing and equivalence to joint ELBO ascent at β = 1."""
+"""The two objectives of the paper (§3): exact gradient routing and equivalence to joint ELBO ascent at β = 1."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The training loop of one cell: the two objectives of DESIGN.md with exact gradient routing.
+"""The training loop of one cell: the two objectives of the paper (§3; the README's "Using it") with exact gradient routing.
 
     L_φψ = E_q[-log pψ(x|z)] + β·R(z; q, pθ)     backpropagated into φ, ψ only
     L_θ  = prior.fit_loss(z.detach())            backpropagated into θ only (never weighted by β)
