@@ -67,18 +67,11 @@ def run_plan(
     """
     executor = executor or LocalExecutor()
     job = CellJob(registry)
-    local = isinstance(executor, LocalExecutor)
-    meta = {"primary_metric": primary_metric(plan.config, plan.directions), "directions": plan.directions}
     # Seed by seed: a run stopped halfway has already covered every configuration at least once.
     cells = sorted(plan.cells, key=lambda c: c.seed)
     run = _begin_fresh_run(store, cells) if fresh else None
-    latent = plan.config.latent_figures.model_dump() if plan.config.latent_figures is not None else None
-    tasks = [
-        CellTask(cell.to_json(), plan.name, out=str(store.root), device=str(device), fresh=fresh,
-                 progress=progress and local, fresh_run=run,
-                 latent_figures=latent if latent is not None and selected_by(cell.to_json(), latent) else None, **meta)
-        for cell in cells
-    ]
+    # Only in-process cells draw bars: a spawned worker's bar would fight the overall one for the terminal.
+    tasks = _tasks(plan, cells, store, device, fresh, run, progress and isinstance(executor, LocalExecutor))
     counts, on_outcome, close = progress_counter(len(tasks), progress, plan.name)
     todo = []
     for task, cell in zip(tasks, cells):
@@ -105,6 +98,20 @@ def run_plan(
     if run is not None:
         store.end_fresh_run(run)
     return counts
+
+
+def _tasks(
+    plan: Plan, cells: list[Cell], store: Store, device: torch.device, fresh: bool, run: FreshRun | None,
+    progress: bool,
+) -> list[CellTask]:
+    meta = {"primary_metric": primary_metric(plan.config, plan.directions), "directions": plan.directions}
+    latent = plan.config.latent_figures.model_dump() if plan.config.latent_figures is not None else None
+    return [
+        CellTask(cell.to_json(), plan.name, out=str(store.root), device=str(device), fresh=fresh, progress=progress,
+                 fresh_run=run, latent_figures=latent if latent and selected_by(cell.to_json(), latent) else None,
+                 **meta)
+        for cell in cells
+    ]
 
 
 def _draw_missing_latent_figures(store: Store, cell: Cell, options: dict[str, Any], registry: Registry) -> None:
