@@ -285,7 +285,7 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         bench("    model: {architecture_options: {hidden: 0}}\n"),
-        ["benchmarks.b.model.architecture_options: {'hidden': 0, 'layers': 2}", "hidden must be >= 1"],
+        ["benchmarks.b.model.architecture_options: {'hidden': 0, 'layers': 2}", "hidden must be at least 1, got 0"],
         id="architecture-constructor-rejects-option-value",
     ),
 ]

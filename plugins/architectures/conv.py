@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
+from pydantic import Field
 from torch import nn
 
 from harness import Architecture, hookimpl
+from harness.api import checked_options
 
 #: (channels, height, width) -> number of stride-2 stages down to a 7×7 or 4×4 feature map.
 SUPPORTED = {(1, 28, 28): 2, (3, 32, 32): 3, (3, 64, 64): 4}
@@ -18,9 +21,8 @@ class Conv(Architecture):
 
     name = "conv"
 
-    def __init__(self, channels: int = 32) -> None:
-        if channels < 1:
-            raise ValueError("channels must be >= 1")
+    @checked_options
+    def __init__(self, channels: Annotated[int, Field(ge=1)] = 32) -> None:
         self.channels = channels
 
     def incompatibility(self, data_shape: tuple[int, ...]) -> str | None:

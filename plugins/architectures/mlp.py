@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Annotated
 
+from pydantic import Field
 from torch import nn
 
 from harness import Architecture, hookimpl
+from harness.api import checked_options
 
 
 def _stack(sizes: list[int]) -> nn.Sequential:
@@ -24,9 +27,12 @@ class MLP(Architecture):
 
     name = "mlp"
 
-    def __init__(self, hidden: int = 256, layers: int = 2) -> None:
-        if hidden < 1 or layers < 0:
-            raise ValueError("hidden must be >= 1 and layers >= 0")
+    @checked_options
+    def __init__(
+        self,
+        hidden: Annotated[int, Field(ge=1)] = 256,
+        layers: Annotated[int, Field(ge=0, description="0 is a linear encoder and decoder")] = 2,
+    ) -> None:
         self.hidden = hidden
         self.layers = layers
 

@@ -8,12 +8,24 @@ samples ("fake"). The game is the non-saturating logistic GAN with an R1 penalty
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from harness import Prior, hookimpl
-from harness_plugins.adversarial_common import LatentDiscriminator, check_options, fooling_loss, mlp
+from harness.api import checked_options
+from harness_plugins.adversarial_common import (
+    DiscriminatorSteps,
+    HiddenLayers,
+    HiddenWidth,
+    LatentDiscriminator,
+    LearningRate,
+    R1Weight,
+    fooling_loss,
+    mlp,
+)
 
 
 class GANPrior(Prior):
@@ -52,23 +64,19 @@ class GANPrior(Prior):
     has_density = False
     invertible = False
 
+    @checked_options
     def __init__(
         self,
-        latent_dim: int,
-        hidden: int = 128,
-        layers: int = 2,
-        noise_dim: int | None = None,
-        lr: float = 1e-3,
-        r1: float = 1.0,
-        d_steps: int = 3,
+        latent_dim: Annotated[int, Field(ge=1)],
+        hidden: HiddenWidth = 128,
+        layers: HiddenLayers = 2,
+        noise_dim: Annotated[int, Field(ge=1, description="null is latent_dim")] | None = None,
+        lr: LearningRate = 1e-3,
+        r1: R1Weight = 1.0,
+        d_steps: DiscriminatorSteps = 3,
         minibatch_std: bool = False,
     ) -> None:
         super().__init__()
-        if latent_dim < 1:
-            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
-        if noise_dim is not None and noise_dim < 1:
-            raise ValueError(f"noise_dim must be >= 1 or null (= latent_dim), got {noise_dim}")
-        check_options(hidden, layers, lr, r1, d_steps)
         self.latent_dim = latent_dim
         self.noise_dim = latent_dim if noise_dim is None else noise_dim
         self.d_steps = d_steps

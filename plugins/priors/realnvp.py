@@ -135,11 +135,9 @@ class RealNVPPrior(Prior):
         hidden: Annotated[int, Field(ge=1)] = 128,
         layers: Annotated[int, Field(ge=1)] = 2,
         actnorm: bool = True,
-        cond_dim: int = 0,
+        cond_dim: Annotated[int, Field(ge=0, description="0 is unconditional")] = 0,
     ) -> None:
         super().__init__()
-        if cond_dim < 0:
-            raise ValueError(f"cond_dim must be 0 (unconditional) or positive, got {cond_dim}")
         self.latent_dim = latent_dim
         self.cond_dim = cond_dim
         self.couplings = nn.ModuleList(

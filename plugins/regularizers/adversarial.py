@@ -15,7 +15,16 @@ from torch import Tensor
 
 from harness import GaussianPosterior, Prior, Regularizer, hookimpl
 from harness.model.likelihoods import Likelihood
-from harness_plugins.adversarial_common import LatentDiscriminator, check_options, fooling_loss
+from harness.api import checked_options
+from harness_plugins.adversarial_common import (
+    DiscriminatorSteps,
+    HiddenLayers,
+    HiddenWidth,
+    LatentDiscriminator,
+    LearningRate,
+    R1Weight,
+    fooling_loss,
+)
 
 
 #: The units β is stated in (see ``AdversarialRegularizer``).
@@ -69,17 +78,18 @@ class AdversarialRegularizer(Regularizer):
     uses_beta = True
     requires_density = False
 
+    @checked_options
     def __init__(
         self,
-        hidden: int = 128,
-        layers: int = 2,
-        lr: float = 2e-4,
-        r1: float = 1.0,
-        d_steps: int = 5,
+        hidden: HiddenWidth = 128,
+        layers: HiddenLayers = 2,
+        lr: LearningRate = 2e-4,
+        r1: R1Weight = 1.0,
+        d_steps: DiscriminatorSteps = 5,
         scale: Literal["squared_error", "data_dims", "none"] = "squared_error",
     ) -> None:
         super().__init__()
-        check_options(hidden, layers, lr, r1, d_steps)
+        # A choice, not a range: pydantic checks it for YAML, this for a regularizer built by hand.
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {', '.join(map(repr, SCALES))}, got {scale!r}")
         self.d_steps = d_steps

@@ -248,7 +248,7 @@ def test_outputs_follow_the_modules_dtype(dtype):
         ({"latent_dim": 2, "hidden": 0}, "hidden must be at least 1"),
         ({"latent_dim": 2, "layers": 0}, "layers must be at least 1"),
         ({"latent_dim": 1}, "latent_dim must be at least 2"),
-        ({"latent_dim": 2, "cond_dim": -1}, "cond_dim must be 0"),
+        ({"latent_dim": 2, "cond_dim": -1}, "cond_dim must be at least 0"),
     ],
 )
 def test_invalid_options_raise_value_error_naming_the_option(options, message):
