@@ -193,3 +193,20 @@ def test_ray_runs_at_most_one_cell_per_gpu_and_retries_a_dead_task_into_one_resu
     for intervals in spans.values():
         intervals.sort()
         assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(intervals, intervals[1:]))
+
+
+def test_the_job_runs_a_bare_cuda_device_without_pinning_it(tmp_path: Path) -> None:
+    # `--device cuda` with the local executor hands the job "cuda": no index to pin, so nothing is pinned (pinning
+    # it raised before any work). A stored done cell answers cached without touching the device at all.
+    from harness.grid import Cell
+    from harness.registry import load_registry
+    from harness.run.result import CellResult, Outcome, Status
+    from harness.run.store import Store
+    from harness.run.task import CellTask
+    from harness.run.worker import CellJob
+
+    cell = Cell("b", "digits", {}, {}, "gaussian", {}, "kl", {}, 1.0, 0, {}, {})
+    store = Store(tmp_path)
+    store.write_result(cell, CellResult(Status.DONE, "b", "m", {"m": "min"}, metrics={"m": 1.0}))
+    task = CellTask(cell.to_json(), "b", "m", {"m": "min"}, out=str(tmp_path), device="cuda")
+    assert CellJob(load_registry())(task) == Outcome(Status.CACHED)

@@ -38,8 +38,9 @@ class CellJob:
         return {"registry": None}
 
     def __call__(self, task: CellTask) -> Outcome:
-        if task.device.startswith("cuda"):
-            # A fresh process: pin it to its device before anything touches CUDA.
+        if task.device.startswith("cuda:"):
+            # A spawned worker is pinned to its slot's device before anything touches CUDA; a bare "cuda" (the
+            # local executor's --device cuda) has no index to pin and means the current device.
             torch.cuda.set_device(torch.device(task.device))
         if task.threads:
             torch.set_num_threads(task.threads)
