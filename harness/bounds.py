@@ -74,15 +74,23 @@ def _declared_bounds(init: Callable[..., None]) -> dict[str, _Bound]:
         annotated = [a for a in (args if nullable else ()) if typing.get_origin(a) is typing.Annotated] or [hint]
         if typing.get_origin(annotated[0]) is not typing.Annotated:
             continue
-        limits: list[tuple[str, float]] = []
-        reason: str | None = None
-        for meta in annotated[0].__metadata__:
-            reason = getattr(meta, "description", None) or reason
-            for constraint in _constraints(meta):
-                limits += [(op, getattr(constraint, op)) for op in _BOUND_TEXT if hasattr(constraint, op)]
+        limits, reason = declared_limits(annotated[0].__metadata__)
         if limits:
-            out[name] = _Bound(tuple(limits), reason, nullable)
+            out[name] = _Bound(limits, reason, nullable)
     return out
+
+
+def declared_limits(metadata: Iterable[Any]) -> tuple[tuple[tuple[str, float], ...], str | None]:
+    """The (bound, value) pairs such as ("ge", 1) and the description in an option's ``Annotated`` metadata
+    (pydantic ``Field``s or annotated-types constraints): what both the construction check and the YAML
+    validation's ``harness describe`` read, so they cannot disagree on an option's range."""
+    limits: list[tuple[str, float]] = []
+    reason: str | None = None
+    for meta in metadata:
+        reason = getattr(meta, "description", None) or reason
+        for constraint in _constraints(meta):
+            limits += [(op, getattr(constraint, op)) for op in _BOUND_TEXT if hasattr(constraint, op)]
+    return tuple(limits), reason
 
 
 def _constraints(meta: Any) -> Iterator[Any]:

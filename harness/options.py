@@ -20,13 +20,11 @@ from pydantic.fields import FieldInfo
 
 # One wording for a range ("at least 1", "between 0 and 1, exclusive"), shared with ``checked_options``, so an
 # option out of range reads the same from YAML as from Python.
-from harness.bounds import range_text
+from harness.bounds import declared_limits, range_text
 from harness.errors import ConfigError, first_error, key_path, quote, suggest
 
 #: Constructor parameters the harness passes itself, never taken from YAML.
 HARNESS_SUPPLIED = frozenset({"latent_dim"})
-#: The bounds pydantic and annotated-types know by these names, in the order a range is written.
-_BOUNDS = ("ge", "gt", "le", "lt")
 #: pydantic's error types for a value outside a declared bound.
 _OUT_OF_RANGE = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 
@@ -101,14 +99,10 @@ def options_model(cls: type) -> type[BaseModel]:
 
 def _spec(name: str, field: FieldInfo, supplied: bool = False) -> OptionSpec:
     """An option's spec; bounds come from the field itself or from the ``Annotated`` inside ``T | None``."""
-    metadata, description = list(field.metadata), field.description
     args = typing.get_args(field.annotation)
-    for arg in args:
-        if typing.get_origin(arg) is typing.Annotated:
-            for meta in arg.__metadata__:
-                metadata += getattr(meta, "metadata", None) or [meta]
-                description = description or getattr(meta, "description", None)
-    limits = tuple((op, getattr(m, op)) for m in metadata for op in _BOUNDS if getattr(m, op, None) is not None)
+    inner = [meta for arg in args if typing.get_origin(arg) is typing.Annotated for meta in arg.__metadata__]
+    limits, inner_description = declared_limits([*field.metadata, *inner])
+    description = field.description or inner_description
     required = field.is_required()
     default = None if required else field.get_default(call_default_factory=True)
     return OptionSpec(name, field.annotation, required, default, limits, type(None) in args, description, supplied)

@@ -11,8 +11,8 @@ import json
 import os
 import threading
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from harness.errors import ConfigError
 

@@ -13,7 +13,6 @@ from tqdm.auto import tqdm
 
 from harness.grid import Cell
 from harness.progress import bars_enabled, note
-
 from harness.run.result import Outcome, Status
 
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ def progress_counter(total: int, enabled: bool, label: str) -> tuple[Counter[str
             status = outcome.status
             counts[status] += 1
             drawn.update(1)
-            drawn.set_postfix({k: counts[k] for k in ("done", "cached", "failed", "skipped") if counts.get(k)})
+            drawn.set_postfix({k: counts[k] for k in (Status.DONE, Status.CACHED, Status.FAILED, Status.SKIPPED) if counts.get(k)})
             if status == Status.FAILED:
                 note(failure_line(task, outcome))
             elif enabled and status != Status.CACHED and not bars_enabled(enabled):

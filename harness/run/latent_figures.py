@@ -14,9 +14,9 @@ Z_0 rows need an invertible prior (``Prior.invertible``); otherwise only the Z_T
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import matplotlib

@@ -106,11 +106,11 @@ def _tasks(
 ) -> list[CellTask]:
     meta = {"primary_metric": primary_metric(plan.config, plan.directions), "directions": plan.directions}
     latent = plan.config.latent_figures.model_dump() if plan.config.latent_figures is not None else None
+    stored = [cell.to_json() for cell in cells]  # to_json hashes the cell: once each
     return [
-        CellTask(cell.to_json(), plan.name, out=str(store.root), device=str(device), fresh=fresh, progress=progress,
-                 fresh_run=run, latent_figures=latent if latent and selected_by(cell.to_json(), latent) else None,
-                 **meta)
-        for cell in cells
+        CellTask(data, plan.name, out=str(store.root), device=str(device), fresh=fresh, progress=progress,
+                 fresh_run=run, latent_figures=latent if latent and selected_by(data, latent) else None, **meta)
+        for data in stored
     ]
 
 

@@ -31,10 +31,10 @@ FRESH_RUN = "fresh-run.json"
 def _read_result(path: Path) -> CellResult | None:
     try:
         return CellResult.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
+    # None when there is no result; a file that is not one is only possible when written by something else
+    # (the store writes atomically).
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, ValueError, TypeError):
         return None
-    except (json.JSONDecodeError, KeyError, ValueError, TypeError):
-        return None  # only possible for a file written by something else: the store writes atomically
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,9 @@ class CellJob:
         store = Store(Path(task.out))
         cell = Cell.from_json(task.cell)
         existing = store.result(cell)
-        if existing is not None and existing.benchmark == task.benchmark and existing.status in (Status.DONE, Status.FAILED):
+        # The cell got to store its own outcome before its process died: that one stands.
+        if (existing is not None and existing.benchmark == task.benchmark
+                and existing.status in (Status.DONE, Status.FAILED)):
             return existing.outcome
         store.write_result(cell, CellResult(Status.FAILED, task.benchmark, task.primary_metric, task.directions,
                                             reason=reason))
