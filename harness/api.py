@@ -12,7 +12,7 @@ Third-party packages depend on these signatures: change them only by adding opti
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -79,8 +79,11 @@ class Prior(_Plugin, nn.Module):
     has_density: ClassVar[bool] = True
     #: The prior is a bijection to a base space Z_0 and implements ``to_base``/``from_base``.
     invertible: ClassVar[bool] = False
-    #: ``cond`` (a condition vector per row) changes the distribution.
+    #: The prior can be conditioned: built with ``condition_shape`` (the shape of one row's condition, passed by the
+    #: harness for a conditional cell), ``cond`` [B, *condition_shape] then changes the distribution. A prior
+    #: that cannot sets ``unconditional_reason`` to say why; its conditional cells are skipped with it.
     conditional: ClassVar[bool] = False
+    unconditional_reason: ClassVar[str | None] = None
     #: Fitted to the trained encoder's codes once training ends (ex-post density estimation, e.g. a GMM):
     #: the harness then calls ``fit_post_hoc`` with the training split's posterior means.
     post_hoc: ClassVar[bool] = False
@@ -207,6 +210,10 @@ class DataSplit:
     #: "class": labels are int64 [N]; "attributes": labels are {0,1} int64 [N, A].
     label_kind: Literal["class", "attributes"] | None = None
     label_names: tuple[str, ...] | None = None
+    #: What a conditional model is conditioned on, one row per example: uint8 [N, C, H, W] images or float32
+    #: [N, K] vectors (a one-hot class, say). Set by a dataset whose data come in pairs (``paired-images``) or by
+    #: the harness from a benchmark's ``condition:`` (``harness.conditions``); None for unconditional data.
+    cond: Tensor | None = None
 
     @property
     def is_image(self) -> bool:
@@ -215,9 +222,16 @@ class DataSplit:
     def __len__(self) -> int:
         return self.x.shape[0]
 
+    def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """(x, cond) in order, ``batch_size`` rows at a time; cond is None for unconditional data."""
+        for start in range(0, len(self), batch_size):
+            end = start + batch_size
+            yield self.x[start:end], None if self.cond is None else self.cond[start:end]
+
     def to(self, device: torch.device | str) -> DataSplit:
         labels = None if self.labels is None else self.labels.to(device)
-        return DataSplit(self.x.to(device), labels, self.label_kind, self.label_names)
+        cond = None if self.cond is None else self.cond.to(device)
+        return DataSplit(self.x.to(device), labels, self.label_kind, self.label_names, cond)
 
 
 def as_float(x: Tensor) -> Tensor:
@@ -226,7 +240,14 @@ def as_float(x: Tensor) -> Tensor:
 
 
 class Dataset(_Plugin):
-    """A dataset with a train and a test split. Constructed as ``cls(**options_from_yaml)``."""
+    """A dataset with a train and a test split. Constructed as ``cls(**options_from_yaml)``.
+
+    ``condition`` is not one of its options: the harness takes it out and derives ``DataSplit.cond`` itself
+    (``harness.conditions``).
+    """
+
+    #: Its splits carry a condition of their own (``DataSplit.cond``, e.g. the A half of A|B pairs).
+    provides_condition: ClassVar[bool] = False
 
     def check_available(self) -> None:
         """Raise ``DatasetUnavailable`` (what is missing, where, how to get it) when the data cannot load.
@@ -275,18 +296,33 @@ class Architecture(_Plugin):
 
     The encoder maps a float batch of the data shape to [B, 2·latent_dim] (mean, log-variance); the decoder
     maps [B, latent_dim] to the raw output of the data shape that the likelihood turns into a mean.
+
+    A ``conditional`` architecture is built with ``condition_shape`` (one row's condition: (C, H, W) images of the
+    data's height and width, or (K,) vectors) when the cell's data carry a condition y. Its encoder is then
+    called as ``encoder(x, y)`` (q(z | x, y)) and its decoder as ``decoder(z, y)`` (p(x | y, z)), y as floats
+    (images in [0, 1]). Without a condition both are called with one argument, as before.
     """
+
+    #: Accepts ``condition_shape`` in ``build`` and the condition as the networks' second argument.
+    conditional: ClassVar[bool] = False
 
     def incompatibility(self, data_shape: tuple[int, ...]) -> str | None:
         """Why this architecture cannot model data of ``data_shape`` (without batch), or None."""
         return None
 
-    def build(self, data_shape: tuple[int, ...], latent_dim: int) -> tuple[nn.Module, nn.Module]:
+    def build(
+        self, data_shape: tuple[int, ...], latent_dim: int, condition_shape: tuple[int, ...] | None = None
+    ) -> tuple[nn.Module, nn.Module]:
         raise NotImplementedError
 
 
 class TrainedModel:
-    """The view evaluators receive: a trained encoder, decoder and prior, in eval mode."""
+    """The view evaluators receive: a trained encoder, decoder and prior, in eval mode.
+
+    A conditional model (``conditional``) holds the test split's conditions: ``sample(n)`` without ``cond``
+    generates for the first ``n`` of them, in order and cycling, so an evaluator that only samples (FID, coverage)
+    measures samples conditioned on the test inputs; ``encode`` and ``decode`` need the condition passed.
+    """
 
     def __init__(
         self,
@@ -299,6 +335,7 @@ class TrainedModel:
         device: torch.device,
         seed: int,
         workdir: Any,
+        conditions: Tensor | None = None,
     ) -> None:
         self.encoder = encoder
         self.decoder = decoder
@@ -310,18 +347,47 @@ class TrainedModel:
         self.seed = seed
         #: A folder (pathlib.Path) of the cell where an evaluator may write files.
         self.workdir = workdir
+        #: The test split's conditions as stored (uint8 images or float vectors), or None when unconditional.
+        self.conditions = conditions
 
-    def encode(self, x: Tensor) -> GaussianPosterior:
-        """q(z|x) for a raw batch (uint8 images or float vectors) on any device."""
-        h = self.encoder(as_float(x.to(self.device)))
+    @property
+    def conditional(self) -> bool:
+        return self.conditions is not None
+
+    def _cond(self, cond: Tensor | None, what: str) -> Tensor | None:
+        """A raw condition batch as the networks take it; a conditional model refuses to go without one."""
+        if cond is None:
+            if self.conditional:
+                raise ValueError(f"this model is conditional: {what} needs cond (one condition per row)")
+            return None
+        return as_float(cond.to(self.device))
+
+    def test_conditions(self, n: int, start: int = 0) -> Tensor:
+        """Conditions ``start .. start + n`` of the test split, cycling when ``n`` exceeds it."""
+        if self.conditions is None:
+            raise ValueError("this model is unconditional: it has no test conditions")
+        index = torch.arange(start, start + n, device=self.conditions.device) % self.conditions.shape[0]
+        return self.conditions[index]
+
+    def encode(self, x: Tensor, cond: Tensor | None = None) -> GaussianPosterior:
+        """q(z|x) (q(z|x, y) for a conditional model) for a raw batch (uint8 images or float vectors)."""
+        x = as_float(x.to(self.device))
+        y = self._cond(cond, "encode")
+        h = self.encoder(x) if y is None else self.encoder(x, y)
         mean, logvar = h.chunk(2, dim=-1)
         return GaussianPosterior(mean, logvar)
 
-    def decode(self, z: Tensor) -> Tensor:
-        """The decoder mean for codes ``z``; images are clipped to [0, 1]."""
-        out = self._output_mean(self.decoder(z.to(self.device)))
+    def decode(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        """The decoder mean for codes ``z`` (and conditions); images are clipped to [0, 1]."""
+        z = z.to(self.device)
+        y = self._cond(cond, "decode")
+        out = self._output_mean(self.decoder(z) if y is None else self.decoder(z, y))
         return out.clamp(0.0, 1.0) if len(self.data_shape) > 1 else out
 
     def sample(self, n: int, cond: Tensor | None = None) -> Tensor:
-        """Decoded samples from the trained prior."""
-        return self.decode(self.prior.sample(n, cond))
+        """Decoded samples from the trained prior; a conditional model without ``cond`` samples for the test
+        conditions in order (see the class docstring)."""
+        if cond is None and self.conditional:
+            cond = self.test_conditions(n)
+        y = self._cond(cond, "sample")
+        return self.decode(self.prior.sample(n, y), cond)

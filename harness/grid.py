@@ -25,6 +25,7 @@ from torch.nn.modules.module import (
 )
 from torch.nn.parameter import is_lazy
 
+from harness.conditions import CONDITION_KEY, split_options
 from harness.config import BenchmarkConfig, ConfigError, SubGrid, quote, suggest
 from harness.options import validate_options
 from harness.registry import Kind, Registry
@@ -276,7 +277,7 @@ def primary_metric(bench: BenchmarkConfig, directions: Mapping[str, str]) -> str
 def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -> list[Cell]:
     """All cells of a benchmark, skipped ones included (with ``skip_reason`` set)."""
     at = f"{source}: benchmarks.{name}"
-    datasets = [(ds, _resolved(registry, "dataset", ds, raw, f"{at}.datasets.{ds}")) for ds, raw in bench.datasets.items()]
+    datasets = [(ds, _dataset_options(registry, ds, raw, f"{at}.datasets.{ds}")) for ds, raw in bench.datasets.items()]
     evaluators = {ev: _resolved(registry, "evaluator", ev, raw, f"{at}.evaluators.{ev}")
                   for ev, raw in bench.evaluators.items()}
     directions = metric_directions(registry, evaluators)
@@ -297,6 +298,34 @@ def _resolved(registry: Registry, kind: Kind, name: str, raw: Mapping[str, Any],
     """A dataset's or evaluator's options, validated and completed with its constructor's defaults."""
     cls = _plugin(registry, kind, name, at)
     return _constructed(cls, validate_options(cls, raw, at), at)
+
+
+def _dataset_options(registry: Registry, name: str, raw: Any, at: str) -> dict[str, Any]:
+    """A dataset's resolved options; its ``condition`` (the harness's key) is validated apart and recorded only when
+    written, so unconditional cells keep their ids."""
+    if not isinstance(raw, Mapping):
+        return _resolved(registry, "dataset", name, raw, at)
+    own, condition = split_options(raw, at)
+    resolved = _resolved(registry, "dataset", name, own, at)
+    return resolved if condition is None else {**resolved, CONDITION_KEY: condition.to_yaml()}
+
+
+def is_conditional(registry: Registry, dataset: str, options: Mapping[str, Any]) -> bool:
+    """Whether a dataset's cells train conditional models: a ``condition:`` is written or the dataset brings one."""
+    return CONDITION_KEY in options or registry.get("dataset", dataset).provides_condition
+
+
+def _conditional_skip(registry: Registry, prior: str, variant_at: str, arch_cls: type[Any]) -> str | None:
+    """Why a prior cannot be trained on conditional data (None when it can); an unconditional architecture is a
+    config error, since no cell of the dataset could train."""
+    if not getattr(arch_cls, "conditional", False):
+        raise ConfigError(f"{variant_at}.model.architecture", f"architecture {arch_cls.name!r} takes no condition",
+                          "use conv or mlp (both conditional), or remove the dataset's condition")
+    prior_cls = registry.get("prior", prior)
+    if not prior_cls.conditional:
+        why = getattr(prior_cls, "unconditional_reason", None) or "it does not declare conditional = True"
+        return f"prior {prior!r} cannot be conditioned: {why}"
+    return None
 
 
 def _sub_grid_cells(
@@ -334,6 +363,8 @@ def _sub_grid_cells(
         reg_cls = registry.get("regularizer", reg)
         betas: list[float | None] = list(sub.betas) if reg_cls.uses_beta else [None]
         reason = reg_cls.incompatibility(registry.get("prior", prior))
+        if is_conditional(registry, ds, ds_opts):
+            reason = _conditional_skip(registry, prior, v_at, arch_cls) or reason
         cells += [
             Cell(benchmark=name, dataset=ds, dataset_options=ds_opts, model=model, prior=prior,
                  prior_options=p_opts, regularizer=reg, regularizer_options=r_opts, beta=beta, seed=seed,

@@ -1,4 +1,5 @@
-"""The picture each cell leaves behind: a grid of decoded samples from its trained prior."""
+"""The pictures each cell leaves behind: a grid of decoded samples from its trained prior, and for a conditional
+model the paper's Fig. 7 panel (a condition, its original, samples for it)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,34 @@ def save_samples(model: TrainedModel, test: DataSplit, path: Path, n: int) -> No
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+#: The file name of a conditional cell's panel, which the leaderboard puts together into one figure.
+CONDITIONAL_SAMPLES = "conditional-samples.png"
+
+
+def save_conditional_samples(model: TrainedModel, test: DataSplit, path: Path, conditions: int = 6, samples: int = 6) -> None:
+    """One row per test condition (the first ``conditions``): the condition when it is an image, the original test
+    image, then ``samples`` samples for that condition. Paper Fig. 7, for one model."""
+    if test.cond is None or not test.is_image:
+        return
+    n = min(conditions, len(test))
+    cond = test.cond[:n].to(model.device)
+    with torch.inference_mode():
+        drawn = model.sample(n * samples, cond.repeat_interleave(samples, dim=0)).float().cpu()
+    channels = test.x.shape[1]
+    columns = [_as_channels(test.x[:n].float().div(255.0), channels)]
+    if cond.dim() == 4:
+        columns.insert(0, _as_channels(cond.float().cpu().div(255.0 if cond.dtype == torch.uint8 else 1.0), channels))
+    rows = torch.cat([torch.stack(columns, dim=1), drawn.view(n, samples, *drawn.shape[1:])], dim=1)
+    from torchvision.utils import save_image
+
+    save_image(legible(rows.flatten(0, 1)), path, nrow=rows.shape[1], padding=1)
+
+
+def _as_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """Grey images shown beside colour ones get three equal channels."""
+    return images.expand(-1, channels, -1, -1) if images.shape[1] == 1 else images
 
 
 def legible(images: torch.Tensor, size: int = 32) -> torch.Tensor:

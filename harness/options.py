@@ -24,7 +24,7 @@ from harness.bounds import declared_limits, range_text
 from harness.errors import ConfigError, first_error, key_path, quote, suggest
 
 #: Constructor parameters the harness passes itself, never taken from YAML.
-HARNESS_SUPPLIED = frozenset({"latent_dim"})
+HARNESS_SUPPLIED = frozenset({"latent_dim", "condition_shape"})
 #: pydantic's error types for a value outside a declared bound.
 _OUT_OF_RANGE = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 

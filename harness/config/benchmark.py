@@ -155,21 +155,23 @@ class Claim(BaseModel):
     """A statement of the paper, checked against the measured numbers in the leaderboard's Claims section.
 
     ``better``: side ``a`` beats side ``b`` on ``metric`` (in the metric's better direction).
+    ``not_worse``: side ``a`` is not worse than side ``b`` on ``metric`` (non-inferiority: the test that ``b`` beats
+    ``a`` is not significant).
     ``falls_as_beta_falls``: along ``a``'s β values, ``metric`` is better at the smallest β than at the largest.
     """
 
     model_config = FROZEN
 
     text: str
-    kind: Literal["better", "falls_as_beta_falls"]
+    kind: Literal["better", "not_worse", "falls_as_beta_falls"]
     metric: str | None = None
     a: Selector
     b: Selector | None = None
 
     @model_validator(mode="after")
     def _sides(self) -> Claim:
-        if self.kind == "better" and self.b is None:
-            raise ValueError("a 'better' claim needs both sides a and b")
+        if self.kind in ("better", "not_worse") and self.b is None:
+            raise ValueError(f"a {self.kind!r} claim needs both sides a and b")
         if self.metric is None and (self.a.metric is None or (self.b is not None and self.b.metric is None)):
             raise ValueError("give the claim a metric (or one per side)")
         return self

@@ -90,7 +90,10 @@ class Model:
         for module in self.modules().values():
             module.train(mode)
 
-    def view(self, cell: Cell, data_shape: tuple[int, ...], device: torch.device, workdir: Path) -> TrainedModel:
+    def view(
+        self, cell: Cell, data_shape: tuple[int, ...], device: torch.device, workdir: Path, conditions: Tensor | None = None
+    ) -> TrainedModel:
+        """What evaluators see; ``conditions``: the test split's, for a conditional model."""
         self.train(False)
         return TrainedModel(
             self.encoder,
@@ -102,15 +105,27 @@ class Model:
             device,
             cell.seed,
             workdir,
+            conditions,
         )
 
 
-def build_model(cell: Cell, registry: Registry, data_shape: tuple[int, ...], device: torch.device) -> Model:
-    """Construct every module of a cell from its resolved config (seed torch first for a fixed init)."""
+def build_model(
+    cell: Cell,
+    registry: Registry,
+    data_shape: tuple[int, ...],
+    device: torch.device,
+    condition_shape: tuple[int, ...] | None = None,
+) -> Model:
+    """Construct every module of a cell from its resolved config (seed torch first for a fixed init).
+
+    ``condition_shape`` (one row's condition, for a conditional cell) goes to the architecture and the prior;
+    unconditional cells build exactly as before conditions existed.
+    """
     latent_dim = int(cell.model["latent_dim"])
     arch = registry.get("architecture", cell.model["architecture"])(**cell.model["architecture_options"])
-    encoder, decoder = arch.build(data_shape, latent_dim)
-    prior = registry.get("prior", cell.prior)(latent_dim=latent_dim, **cell.prior_options)
+    conditioned = {} if condition_shape is None else {"condition_shape": tuple(condition_shape)}
+    encoder, decoder = arch.build(data_shape, latent_dim, **conditioned)
+    prior = registry.get("prior", cell.prior)(latent_dim=latent_dim, **cell.prior_options, **conditioned)
     regularizer = registry.get("regularizer", cell.regularizer)(**cell.regularizer_options)
     # An optional hook, not a constructor argument: a regularizer that wants the data's shape (the adversarial
     # one, to put its penalty in the units of the summed reconstruction) defines it; others never see it.
@@ -142,16 +157,16 @@ def build_model(cell: Cell, registry: Registry, data_shape: tuple[int, ...], dev
 
 def training_step(model: Model, x: Tensor, beta: float, cond: Tensor | None = None) -> Tensor:
     """One update of φ, ψ (from L_φψ) and ``prior_steps`` of θ (from L_θ); returns the detached loss terms
-    [rec, reg, fit], fit from θ's first step."""
+    [rec, reg, fit], fit from θ's first step. ``cond``: the batch's conditions as floats (conditional cells)."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=model.autocast):
-        h = model.encoder(x)
+        h = model.encoder(x) if cond is None else model.encoder(x, cond)
     # The networks may run in bf16; the posterior, the likelihood, the KL and the prior (a flow's log-det
     # included) are computed in float32, where their sums of many small terms stay accurate.
     mean, logvar = h.float().chunk(2, dim=-1)
     posterior = GaussianPosterior(mean, logvar)
     z = posterior.rsample()
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=model.autocast):
-        raw = model.decoder(z).float()
+        raw = (model.decoder(z) if cond is None else model.decoder(z, cond)).float()
     rec_rows = model.likelihood.nll(x, raw)
     if model.perceptual is not None:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=model.autocast):
@@ -199,9 +214,12 @@ def _check_finite(terms: Tensor, epoch: int, first_step: int = 0) -> None:
 
 
 def encode_means(model: Model, data: DataSplit, batch_size: int = 1024) -> Tensor:
-    """Posterior means E[q(z|x)] of a whole split, batched."""
+    """Posterior means E[q(z|x)] (E[q(z|x, y)] for conditional data) of a whole split, batched."""
     with torch.inference_mode():
-        parts = [model.encoder(as_float(x)).chunk(2, dim=-1)[0] for x in data.x.split(batch_size)]
+        parts = [
+            (model.encoder(as_float(x)) if y is None else model.encoder(as_float(x), as_float(y))).chunk(2, dim=-1)[0]
+            for x, y in data.batches(batch_size)
+        ]
     return torch.cat(parts)
 
 
@@ -233,7 +251,8 @@ def _train_epoch(
     checked = 0  # steps [0, checked) are known finite
     try:
         for step, idx in enumerate(batches(n, batch_size, seed, epoch, data.x.device)):
-            terms[step] = training_step(model, as_float(data.x[idx]), beta)
+            cond = None if data.cond is None else as_float(data.cond[idx])
+            terms[step] = training_step(model, as_float(data.x[idx]), beta, cond)
             totals += terms[step]
             on_step(1)
             if step + 1 - checked >= CHECK_EVERY:

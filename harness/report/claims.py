@@ -6,12 +6,17 @@ order, initialisation and FID classifier), so the test is a paired t-test, with 
 it when there are at least ``WILCOXON_MIN`` pairs; otherwise it is Welch's unpaired t-test. The verdict says what
 the data supports, never more: with few seeds a real effect can read "not significant", and that is what is
 reported, with the test that ran.
+
+A ``not_worse`` claim (non-inferiority: "a is not worse than b") runs the same test the other way round, asking
+whether b beats a. It holds when that test is not significant and fails when it is. "Not worse" means "not shown
+worse at this many seeds": the test has no margin, so a small loss can go unseen.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -89,18 +94,59 @@ def _wilcoxon(better: pd.Series, worse: pd.Series, direction: str) -> float | No
     return float(stats.wilcoxon(better.values, worse.values, alternative=alternative).pvalue)
 
 
-def _tested(a_rows: pd.DataFrame, b_rows: pd.DataFrame, direction: str) -> tuple[str, str]:
-    """(verdict, the test's description) comparing side ``a`` (claimed better) with side ``b``."""
-    pairs = paired_by_seed(a_rows, b_rows)
+@dataclass(frozen=True)
+class Outcome:
+    """What ``compare`` concluded, its p-value (None when no test ran), and the test(s) that ran, for the table."""
+
+    verdict: str
+    p: float | None
+    test: str
+
+
+def _tested(better_rows: pd.DataFrame, worse_rows: pd.DataFrame, direction: str) -> Outcome:
+    """Whether the rows ``better_rows`` beat ``worse_rows``, paired by seed when they can be."""
+    pairs = paired_by_seed(better_rows, worse_rows)
     if pairs is None:
-        verdict, p = compare(a_rows["value"], b_rows["value"], direction)
-        return verdict, "" if p is None else f"one-sided Welch p = {p:.3g}"
+        verdict, p = compare(better_rows["value"], worse_rows["value"], direction)
+        return Outcome(verdict, p, "" if p is None else f"one-sided Welch p = {p:.3g}")
     verdict, p = compare(*pairs, direction, paired=True)
     if p is None:
-        return verdict, ""
+        return Outcome(verdict, p, "")
     test = f"one-sided paired t-test over {len(pairs[0])} seeds p = {p:.3g}"
     w = _wilcoxon(*pairs, direction)
-    return verdict, test if w is None else f"{test}; Wilcoxon signed-rank p = {w:.3g}"
+    return Outcome(verdict, p, test if w is None else f"{test}; Wilcoxon signed-rank p = {w:.3g}")
+
+
+def _not_worse(b_beats_a: Outcome) -> tuple[str, str]:
+    """(verdict, test) of "a is not worse than b" from the test that b beats a: it holds unless that is significant."""
+    if b_beats_a.verdict == "not measured":
+        return b_beats_a.verdict, ""
+    test = f"test for worse: {b_beats_a.test}" if b_beats_a.test else ""
+    if b_beats_a.verdict == "supported":
+        return "does not hold: worse", test
+    if b_beats_a.p is not None:
+        return "holds: not worse", test
+    # No test ran (too few seeds, or no spread): report only which way the means point.
+    b_better_in_mean = b_beats_a.verdict.startswith("direction agrees")
+    return ("untested: worse in mean" if b_better_in_mean else "untested: not worse in mean"), test
+
+
+def _compared_sides(
+    claim: Mapping[str, Any], frame: pd.DataFrame, direction: str, metric_a: str
+) -> tuple[str, str, str]:
+    """(measured, verdict, test) of a two-sided claim: ``better``, or ``not_worse`` tested the other way round."""
+    a, b = claim["a"], claim["b"]
+    metric_b = b.get("metric") or claim["metric"]
+    rows_a, rows_b = _select(frame, a, metric_a), _select(frame, b, metric_b)
+    va, vb = rows_a["value"], rows_b["value"]
+    if claim["kind"] == "better":
+        outcome = _tested(rows_a, rows_b, direction)
+        verdict, test = outcome.verdict, outcome.test
+    else:
+        verdict, test = _not_worse(_tested(rows_b, rows_a, direction))
+    measured = f"{_describe(a, metric_a)}: {_summary(va) if len(va) else '–'}; " \
+               f"{_describe(b, metric_b)}: {_summary(vb) if len(vb) else '–'}"
+    return measured, verdict, test
 
 
 def check(claim: Mapping[str, Any], frame: pd.DataFrame, directions: Mapping[str, str]) -> list[str]:
@@ -108,21 +154,16 @@ def check(claim: Mapping[str, Any], frame: pd.DataFrame, directions: Mapping[str
     a = claim["a"]
     metric_a = a.get("metric") or claim["metric"]
     direction = directions.get(metric_a, "min")
-    if claim["kind"] == "better":
-        b = claim["b"]
-        metric_b = b.get("metric") or claim["metric"]
-        rows_a, rows_b = _select(frame, a, metric_a), _select(frame, b, metric_b)
-        va, vb = rows_a["value"], rows_b["value"]
-        verdict, test = _tested(rows_a, rows_b, direction)
-        measured = f"{_describe(a, metric_a)}: {_summary(va) if len(va) else '–'}; " \
-                   f"{_describe(b, metric_b)}: {_summary(vb) if len(vb) else '–'}"
+    if claim["kind"] in ("better", "not_worse"):
+        measured, verdict, test = _compared_sides(claim, frame, direction, metric_a)
     else:
         rows = _select(frame, {**a, "beta": None}, metric_a)
         rows = rows.assign(beta=pd.to_numeric(rows["beta"], errors="coerce")).dropna(subset=["beta"])
         betas = sorted(rows["beta"].unique())
         if len(betas) < 2:
             return [claim["text"], "fewer than two β values measured", "not measured"]
-        verdict, test = _tested(rows[rows["beta"] == betas[0]], rows[rows["beta"] == betas[-1]], direction)
+        outcome = _tested(rows[rows["beta"] == betas[0]], rows[rows["beta"] == betas[-1]], direction)
+        verdict, test = outcome.verdict, outcome.test
         rho = stats.spearmanr(rows["beta"], rows["value"]).statistic
         means = ", ".join(f"β={b:g}: {rows[rows['beta'] == b]['value'].mean():.4g}" for b in betas)
         measured = f"{_describe(a, metric_a)} by β: {means}; Spearman ρ(β, {metric_a}) = {rho:.2f}"
@@ -142,6 +183,8 @@ def claims_section(claims: list[Mapping[str, Any]], frame: pd.DataFrame, directi
         f"(α = {ALPHA}) in the metric's better direction: a paired t-test where both sides share their seeds "
         f"(cells of one seed share data order and FID classifier), with Wilcoxon's signed-rank test beside it from "
         f"{WILCOXON_MIN} pairs, and Welch's t-test where they do not. Each verdict names the test that ran. "
+        "A *not worse* claim runs the test the other way round (does the second side beat the first?) and holds "
+        "unless that test is significant: not shown worse at this many seeds, with no margin. "
         "The verdict reports the data, whatever the paper says.\n\n"
     )
     return "## Claims\n\n" + intro + tabulate(rows, headers=["claim", "measured", "verdict"], tablefmt="github") + "\n"

@@ -15,6 +15,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
 
+from harness.images import CONDITIONAL_SAMPLES  # noqa: E402
 from harness.run.result import CellResult  # noqa: E402
 
 #: Dashes of the β-free reference lines in the metric-vs-β figure, in the order the series sort. Each line also
@@ -143,17 +144,23 @@ def bars_figure(long: pd.DataFrame, metric: str, direction: str) -> Figure | Non
     return fig
 
 
-def samples_overview(out_dir: Path, results: list[CellResult], path: Path) -> Path | None:
-    """The sample grid of the first seed of every configuration, side by side."""
+def _first_seed_files(out_dir: Path, results: list[CellResult], filename: str) -> list[tuple[str, Path]]:
+    """(label, file) of the first seed of every configuration whose cell folder holds ``filename``, by label."""
     picks: dict[str, tuple[str, Path]] = {}
     for r in sorted(results, key=lambda r: r.cell["seed"]):
         cell = r.cell
-        png = out_dir / "cells" / cell["cell_id"] / "samples.png"
+        png = out_dir / "cells" / cell["cell_id"] / filename
         beta = "" if cell["beta"] is None else f" β={cell['beta']:g}"
         name = cell.get("variant") or f"{cell['prior']} {cell['regularizer']}"
         label = f"{cell['dataset']}\n{name}{beta}"
         if png.exists():
             picks.setdefault(label, (label, png))
+    return sorted(picks.values())
+
+
+def samples_overview(out_dir: Path, results: list[CellResult], path: Path) -> Path | None:
+    """The sample grid of the first seed of every configuration, side by side."""
+    picks = _first_seed_files(out_dir, results, "samples.png")
     if not picks:
         return None
     cols = min(4, len(picks))
@@ -161,9 +168,28 @@ def samples_overview(out_dir: Path, results: list[CellResult], path: Path) -> Pa
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.3 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (label, png) in zip(axes.flat, sorted(picks.values())):
+    for ax, (label, png) in zip(axes.flat, picks):
         ax.imshow(imread(png), cmap="gray")
         ax.set_title(label, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def conditional_overview(out_dir: Path, results: list[CellResult], path: Path) -> Path | None:
+    """Paper Fig. 7: each model's panel (condition, original, samples per row; first seed), side by side."""
+    picks = _first_seed_files(out_dir, results, CONDITIONAL_SAMPLES)
+    if not picks:
+        return None
+    cols = min(3, len(picks))
+    rows = (len(picks) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (label, png) in zip(axes.flat, picks):
+        ax.imshow(imread(png), cmap="gray")
+        ax.set_title(label.replace("\n", ": ") + "\ncondition | original | samples", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

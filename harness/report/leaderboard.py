@@ -17,7 +17,7 @@ from tabulate import tabulate
 
 from harness.grid import Cell, selected_by
 from harness.report.claims import claims_section
-from harness.report.figures import metric_bars, metric_vs_beta, samples_overview
+from harness.report.figures import conditional_overview, metric_bars, metric_vs_beta, samples_overview
 from harness.paths import atomic_figure, under, write_atomic
 from harness.run import latent_figures
 from harness.run.result import CellResult, Status
@@ -186,7 +186,10 @@ def _figures_section(
                              under(out_dir, f"{bench}-{primary}-vs-beta.png"))
     bars = atomic_figure(lambda p: metric_bars(frame, primary, direction, p), under(out_dir, f"{bench}-{primary}.png"))
     overview = atomic_figure(lambda p: samples_overview(out_dir, done, p), under(out_dir, f"{bench}-samples.png"))
-    figures = ((f"{primary} against β", vs_beta), (primary, bars), ("samples", overview))
+    conditional = atomic_figure(lambda p: conditional_overview(out_dir, done, p),
+                                under(out_dir, f"{bench}-conditional-samples.png"))
+    figures = ((f"{primary} against β", vs_beta), (primary, bars), ("samples", overview),
+               ("conditional samples (paper Fig. 7)", conditional))
     links = [f"![{name}]({p.name})" for name, p in figures if p is not None]
     return "## Figures\n\n" + "\n\n".join(links) + "\n" if links else ""
 

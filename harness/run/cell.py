@@ -17,13 +17,14 @@ from typing import Any
 import torch
 
 from harness.api import DataSplit, EvalData, PluginUnavailable
+from harness.conditions import condition_shape, load_splits, split_options
 from harness.config import ConfigError, ModelVariant
 from harness.grid import Cell
 from harness.model.perceptual import perceptual_weights
 from harness.registry import Registry
 from harness.progress import reporting, stages
 from harness.run.provenance import git_commit
-from harness.images import save_samples
+from harness.images import CONDITIONAL_SAMPLES, save_conditional_samples, save_samples
 from harness.run.latent_figures import draw_noted
 from harness.run.result import CellResult, Status
 from harness.run.store import Store
@@ -53,7 +54,8 @@ def check_available(
     perceptual term was set; ``evaluators_at`` where the evaluators were given when not in the benchmark.
     """
     for ds, options in {(c.dataset, json.dumps(c.dataset_options, sort_keys=True)) for c in cells}:
-        _check(registry.get("dataset", ds)(**json.loads(options)), f"{at}.datasets.{ds}")
+        own, _ = split_options(json.loads(options), f"{at}.datasets.{ds}")
+        _check(registry.get("dataset", ds)(**own), f"{at}.datasets.{ds}")
     for ev, options in cells[0].evaluators.items():
         _check(registry.get("evaluator", ev)(**options), f"{evaluators_at or f'{at}.evaluators'}.{ev}")
     variants = models or {}
@@ -84,8 +86,8 @@ class DataCache:
     def get(self, cell: Cell) -> tuple[DataSplit, DataSplit]:
         key = f"{cell.dataset}:{json.dumps(cell.dataset_options, sort_keys=True)}"
         if key not in self._splits:
-            dataset = self.registry.get("dataset", cell.dataset)(**cell.dataset_options)
-            self._splits[key] = (dataset.load("train").to(self.device), dataset.load("test").to(self.device))
+            train, test = load_splits(self.registry.get("dataset", cell.dataset), cell.dataset, cell.dataset_options)
+            self._splits[key] = (train.to(self.device), test.to(self.device))
         return self._splits[key]
 
 
@@ -141,15 +143,16 @@ def run_cell(
         if reason:
             return _stored(store, cell, replace(base, status=Status.SKIPPED, reason=reason))
         torch.manual_seed(cell.seed)
-        model = build_model(cell, registry, data_shape, device)
+        model = build_model(cell, registry, data_shape, device, condition_shape(train_split))
         history = train(cell, model, train_split, workdir, progress=progress, on_epoch=on_epoch, notes=notes)
         fit_post_hoc(model, train_split, cell.seed)
-        view = model.view(cell, data_shape, device, workdir)
+        view = model.view(cell, data_shape, device, workdir, test_split.cond)
         eval_data = EvalData(cell.dataset, cell.dataset_options, train_split, test_split, cache_dir)
         metrics = {**_evaluate(cell, registry, view, eval_data, progress), **model.likelihood.learned()}
         if cell.sample_grid:
             torch.manual_seed(cell.seed)
             save_samples(view, test_split, workdir / "samples.png", cell.sample_grid)
+            save_conditional_samples(view, test_split, workdir / CONDITIONAL_SAMPLES)
     except CellPruned as exc:
         return ended(Status.PRUNED, reason=str(exc))
     except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the run goes on

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from harness.api import DataSplit  # noqa: E402
+from harness.conditions import condition_shape, load_splits  # noqa: E402
 from harness.grid import Cell  # noqa: E402
 from harness.images import legible  # noqa: E402
 from harness.paths import atomic_figure, under  # noqa: E402
@@ -39,10 +40,9 @@ from harness.model.train import Model, build_model, encode_means, fit_post_hoc  
 def load_cell(out_dir: Path, cell: Cell, registry: Registry) -> tuple[Model, DataSplit, DataSplit]:
     """Rebuild a finished cell from its checkpoint (on the CPU), with its ex-post prior refitted."""
     device = torch.device("cpu")
-    dataset = registry.get("dataset", cell.dataset)(**cell.dataset_options)
-    train, test = dataset.load("train"), dataset.load("test")
+    train, test = load_splits(registry.get("dataset", cell.dataset), cell.dataset, cell.dataset_options)
     torch.manual_seed(cell.seed)
-    model = build_model(cell, registry, tuple(train.x.shape[1:]), device)
+    model = build_model(cell, registry, tuple(train.x.shape[1:]), device, condition_shape(train))
     restore(model, torch.load(out_dir / "cells" / cell.cell_id / CHECKPOINT, map_location=device, weights_only=True))
     fit_post_hoc(model, train, cell.seed)
     model.train(False)

@@ -1,4 +1,5 @@
-"""FID, KID and the Inception Score, computed by torch-fidelity (``calculate_metrics``), never reimplemented.
+"""FID, KID and the Inception Score, computed by torch-fidelity (``calculate_metrics``), never reimplemented,
+but for the Inception Score's final arithmetic on the harness classifier's probabilities (below).
 
 Generated images are decoder means of prior samples, clipped to [0, 1], quantised to uint8 and (grayscale)
 repeated to 3 channels; the reference is the test split treated the same way. Two feature extractors:
@@ -11,7 +12,11 @@ repeated to 3 channels; the reference is the test split treated the same way. Tw
   Works offline on any labelled image dataset; its numbers are comparable only with the same classifier. With
   ``classifier: frozen`` (the default) it is the file shipped for the dataset (``extractors/<dataset>.pt``, sha256
   checked) where there is one, else the classifier trained for the cell's seed; ``classifier: retrain`` always
-  trains per seed, as before the shipped files.
+  trains per seed, as before the shipped files. For the Inception Score it is the classifier's softmax over the
+  dataset's own classes, in place of Inception's over ImageNet's (class datasets only). torch-fidelity takes
+  ready-made class scores only through an internal function (``metric_isc.isc_features_to_metric``), so
+  ``inception_score_from_probabilities`` repeats its few lines (shuffle, splits, mean and population std); the
+  tests check the two agree.
 
 With ``prc: true`` the same call also computes improved precision and recall (Kynkäänniemi et al. 2019, k-NN
 balls of radius the ``prc_neighborhood``-th neighbour distance) in the same features, so they are extracted once.
@@ -30,6 +35,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import torch
 import torch_fidelity
 from pydantic import Field
@@ -42,7 +48,14 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from harness import EvalData, Evaluator, TrainedModel, hookimpl, pretrained_weights, progress
 from harness.api import checked_options
 from harness_plugins.evaluators.details import write_details
-from harness_plugins.evaluators.classifier import dataset_cache_key, load_classifier, resolve_classifier, sha256_of
+from harness_plugins.evaluators.classifier import (
+    Classifier,
+    ClassifierFile,
+    dataset_cache_key,
+    load_classifier,
+    resolve_classifier,
+    sha256_of,
+)
 
 INCEPTION_EXTRACTOR = "inception-v3-compat"
 CLASSIFIER_EXTRACTOR = "harness-classifier"
@@ -74,11 +87,24 @@ class ClassifierFeatureExtractor(FeatureExtractorBase):
         return False
 
     def forward(self, images: Tensor) -> tuple[Tensor]:
-        x = images.float() / 255.0
-        # torch-fidelity hands over 3 channels; a grayscale classifier reads one of the three identical copies.
-        if self.classifier.in_channels == 1:
-            x = x[:, :1]
-        return (self.classifier.features(x),)
+        return (self.classifier.features(classifier_input(self.classifier, images)),)
+
+
+def classifier_input(classifier: Classifier, images: Tensor) -> Tensor:
+    """uint8 RGB images [B, 3, H, W] as the classifier reads them: floats in [0, 1], one channel if it is grayscale
+    (the three channels are identical copies there)."""
+    x = images.float() / 255.0
+    return x[:, :1] if classifier.in_channels == 1 else x
+
+
+def classifier_details(found: ClassifierFile) -> dict[str, Any]:
+    """The classifier's identity for a details file: shipped or retrained, its file, sha256 and test accuracy."""
+    return {
+        "classifier_test_accuracy": found.model.test_accuracy,
+        "classifier": "frozen" if found.frozen else "retrain",
+        "classifier_file": found.path.name if found.frozen else str(found.path),
+        "classifier_sha256": found.sha256,
+    }
 
 
 # torch-fidelity refuses a second registration of a name, as when this file is imported under a second module name.
@@ -203,13 +229,7 @@ class FIDEvaluator(Evaluator):
         found = resolve_classifier(data, model.seed, model.device, frozen=self.classifier == "frozen")
         # A shipped file serves every seed; a retrained one only its own.
         tag = f"classifier-{'frozen' if found.frozen else f'seed{model.seed}'}-{found.sha256[:8]}"
-        details = {
-            "classifier_test_accuracy": found.model.test_accuracy,
-            "classifier": "frozen" if found.frozen else "retrain",
-            "classifier_file": found.path.name if found.frozen else str(found.path),
-            "classifier_sha256": found.sha256,
-        }
-        return CLASSIFIER_EXTRACTOR, found.path, tag, details
+        return CLASSIFIER_EXTRACTOR, found.path, tag, classifier_details(found)
 
     def evaluate(self, model: TrainedModel, data: EvalData) -> Mapping[str, float]:
         _require_images(data, self.name)
@@ -252,9 +272,51 @@ class FIDEvaluator(Evaluator):
         return metrics
 
 
+def inception_score_from_probabilities(
+    probabilities: Tensor, splits: int, rng_seed: int | None = None
+) -> tuple[float, float]:
+    """exp(E_x KL(p(y|x) || p(y))) of class probabilities [N, K], as torch-fidelity's ``isc_features_to_metric``
+    computes it from logits: rows shuffled by numpy's ``RandomState(rng_seed).permutation`` (none when ``rng_seed``
+    is None), cut into ``splits`` chunks at ``i * N // splits``, p(y) the chunk's mean, in float64; returns the
+    mean and the population standard deviation of the chunks' scores.
+    """
+    if probabilities.dim() != 2 or not 1 <= splits <= len(probabilities):
+        raise ValueError(
+            f"inception score: need probabilities [N, K] and 1 <= splits <= N, got shape "
+            f"{tuple(probabilities.shape)} and splits={splits}"
+        )
+    n = len(probabilities)
+    if rng_seed is not None:
+        # The same permutation torch-fidelity draws: samples in a meaningful order (a conditional model's, one per
+        # test condition) would otherwise give each chunk a skewed p(y).
+        probabilities = probabilities[torch.from_numpy(np.random.RandomState(rng_seed).permutation(n))]
+    p = probabilities.double()
+    scores = []
+    for i in range(splits):
+        chunk = p[i * n // splits : (i + 1) * n // splits]
+        marginal = chunk.mean(dim=0, keepdim=True)
+        # xlogy counts a class with p(y|x) = 0 as 0, its limit; p * log p would give nan. torch-fidelity never meets
+        # it, working from logits with log_softmax.
+        kl = (torch.special.xlogy(chunk, chunk) - torch.special.xlogy(chunk, marginal)).sum(dim=1)
+        scores.append(kl.mean().exp().item())
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def _class_probabilities(classifier: Classifier, images: Tensor, batch_size: int, device: torch.device) -> Tensor:
+    """p(y|x) [N, K] of uint8 RGB images, in batches on ``device``, gathered on the CPU."""
+    batches = [
+        classifier.probabilities(classifier_input(classifier, images[start : start + batch_size].to(device))).cpu()
+        for start in range(0, len(images), batch_size)
+    ]
+    return torch.cat(batches)
+
+
 class InceptionScoreEvaluator(Evaluator):
-    """``inception_score``: exp(E KL(p(y|x) || p(y))) of Inception's class posteriors over ``samples`` generated
-    images, averaged over ``splits`` (torch-fidelity). Inception only: it is defined by ImageNet's classes."""
+    """``inception_score``: exp(E KL(p(y|x) || p(y))) of class posteriors over ``samples`` generated images,
+    averaged over ``splits``. ``extractor: inception`` (the number papers report): Inception's posteriors over
+    ImageNet's classes, by torch-fidelity. ``extractor: classifier`` (offline): the harness classifier's softmax
+    over the dataset's own K classes (``classifier: frozen`` or ``retrain``, as for ``fid``), so the score lies in
+    [1, K] and is comparable only with the same classifier; class datasets only."""
 
     name = "inception_score"
     metrics = {"": "max"}
@@ -262,37 +324,61 @@ class InceptionScoreEvaluator(Evaluator):
     @checked_options
     def __init__(
         self,
+        extractor: Literal["inception", "classifier"] = "inception",
         samples: Annotated[int, Field(ge=1)] = 10000,
         splits: Annotated[int, Field(ge=1)] = 10,
         weights_path: str | None = None,
         download: bool = False,
         batch_size: Annotated[int, Field(ge=1)] = 100,
+        classifier: Literal["frozen", "retrain"] = "frozen",
     ) -> None:
         if splits > samples:
             raise ValueError(f"splits must be between 1 and samples ({samples}), got {splits}")
+        self.extractor = extractor
         self.samples = samples
         self.splits = splits
         self.weights_path = weights_path
         self.download = download
         self.batch_size = batch_size
+        self.classifier = classifier
 
     def check_available(self) -> None:
-        inception_weights(self.name, self.weights_path, self.download)
+        if self.extractor == "inception":
+            self._inception_weights()
+
+    def _inception_weights(self) -> Path:
+        return inception_weights(self.name, self.weights_path, self.download)
 
     def evaluate(self, model: TrainedModel, data: EvalData) -> Mapping[str, float]:
         _require_images(data, self.name)
-        weights = inception_weights(self.name, self.weights_path, self.download)
+        if self.extractor == "classifier":
+            score, details = self._classifier_score(model, data)
+        else:
+            score, details = self._inception_score(model)
+        write_details(model, self.name, {"extractor": self.extractor, "samples": self.samples,
+                                         "splits": self.splits, **details})  # fmt: skip
+        return {"": score}
+
+    def _inception_score(self, model: TrainedModel) -> tuple[float, dict[str, Any]]:
+        weights = self._inception_weights()
         generated = _generate(model, self.samples, self.batch_size, desc=self.name)
         options = {"feature_extractor": INCEPTION_EXTRACTOR, "isc": True, "isc_splits": self.splits}
         out = _calculate(model, generated, weights, self.batch_size, **options)
-        details = {
-            "extractor": "inception",
-            "samples": self.samples,
-            "splits": self.splits,
-            "std": out[torch_fidelity.KEY_METRIC_ISC_STD],
-        }
-        write_details(model, self.name, details)
-        return {"": out[torch_fidelity.KEY_METRIC_ISC_MEAN]}
+        return out[torch_fidelity.KEY_METRIC_ISC_MEAN], {"std": out[torch_fidelity.KEY_METRIC_ISC_STD]}
+
+    def _classifier_score(self, model: TrainedModel, data: EvalData) -> tuple[float, dict[str, Any]]:
+        if data.test.label_kind == "attributes":
+            # Independent sigmoids per attribute are no distribution over classes: there is no p(y) to compare with.
+            raise ValueError(
+                f"{self.name}.extractor: classifier needs class labels; dataset {data.dataset!r} has "
+                f"{data.test.label_kind}\n  use {self.name}.extractor: inception"
+            )
+        found = resolve_classifier(data, model.seed, model.device, frozen=self.classifier == "frozen")
+        generated = _generate(model, self.samples, self.batch_size, desc=self.name)
+        probabilities = _class_probabilities(found.model, generated, self.batch_size, model.device)
+        # Shuffled by the cell's seed, as torch-fidelity shuffles Inception's (``rng_seed`` in ``_calculate``).
+        mean, std = inception_score_from_probabilities(probabilities, self.splits, rng_seed=model.seed)
+        return mean, {"std": std, "num_classes": found.model.num_outputs, **classifier_details(found)}
 
 
 @hookimpl

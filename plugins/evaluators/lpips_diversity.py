@@ -1,7 +1,8 @@
 """LPIPS diversity: mean perceptual distance (Zhang et al. 2018, the ``lpips`` package) between pairs of samples.
 
-Only the unconditional version is implemented: pairs of independent prior samples. The conditional version
-(pairs drawn for the same condition, averaged over the test conditions) waits for conditional models.
+Unconditional models: pairs of independent prior samples. Conditional models, as the paper measures diversity in
+§6 (Table 2): for each of ``conditions`` test conditions, pairs of samples drawn for that condition, all pairs
+averaged; it is 0 when the decoder ignores z.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torchvision.models import AlexNet_Weights, SqueezeNet1_1_Weights, VGG16_Wei
 
 from harness import EvalData, Evaluator, PluginUnavailable, TrainedModel, hookimpl
 from harness.api import checked_options
+from harness_plugins.evaluators.pairs import sample_pairs
 
 #: The torchvision ImageNet weights lpips loads for each trunk (its legacy ``pretrained=True`` maps to these).
 BACKBONES: dict[str, WeightsEnum] = {
@@ -74,7 +76,8 @@ def lpips_inputs(images: Tensor) -> Tensor:
 
 
 class LPIPSDiversityEvaluator(Evaluator):
-    """Mean LPIPS between ``pairs`` pairs of independent prior samples; higher means more diverse samples.
+    """Mean LPIPS between ``pairs`` pairs of samples (of one condition each, spread over the first ``conditions``
+    test conditions, for a conditional model); higher means more diverse samples.
 
     ``net`` picks the trunk (``alex`` as in the LPIPS paper's default). Its ImageNet weights must already be in
     torch.hub's checkpoint folder: the check runs before training and nothing is downloaded mid-run.
@@ -89,27 +92,24 @@ class LPIPSDiversityEvaluator(Evaluator):
         pairs: Annotated[int, Field(ge=1)] = 1000,
         net: Literal["alex", "vgg", "squeeze"] = "alex",
         batch_size: Annotated[int, Field(ge=1)] = 100,
+        conditions: Annotated[int, Field(ge=1, description="test conditions pairs are drawn for")] = 100,
     ) -> None:
         self.pairs = pairs
         self.net = net
         self.batch_size = batch_size
+        self.conditions = conditions
 
     def check_available(self) -> None:
         require_backbone(self.net)
 
     def evaluate(self, model: TrainedModel, data: EvalData) -> Mapping[str, float]:
-        if model.prior.conditional:
-            raise NotImplementedError(
-                "lpips_diversity compares unconditional samples; conditional priors are not supported yet"
-            )
         if len(model.data_shape) != 3:
             raise ValueError(f"lpips_diversity needs images; the model generates vectors of shape {model.data_shape}")
         metric = load_lpips(self.net).to(model.device)
-        distances = []
-        for start in range(0, self.pairs, self.batch_size):
-            n = min(self.batch_size, self.pairs - start)
-            first, second = lpips_inputs(model.sample(2 * n)).chunk(2)
-            distances.append(metric(first, second).flatten())
+        distances = [
+            metric(lpips_inputs(first), lpips_inputs(second)).flatten()
+            for first, second in sample_pairs(model, self.pairs, self.batch_size, self.conditions)
+        ]
         return {"": float(torch.cat(distances).mean())}
 
 

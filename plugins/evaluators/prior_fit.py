@@ -14,7 +14,7 @@ from pydantic import Field
 from torch import Tensor
 
 from harness import EvalData, Evaluator, TrainedModel, hookimpl
-from harness.api import checked_options
+from harness.api import as_float, checked_options
 
 
 def mmd_squared(x: Tensor, y: Tensor) -> float:
@@ -60,14 +60,24 @@ class PriorFitEvaluator(Evaluator):
 
     def evaluate(self, model: TrainedModel, data: EvalData) -> Mapping[str, float]:
         prior = model.prior
-        codes = torch.cat([model.encode(x).mean for x in data.test.x.split(self.batch_size)])
+        test = data.test
+        codes = torch.cat([model.encode(x, cond).mean for x, cond in test.batches(self.batch_size)])
+        # A conditional prior is scored on each code's own condition, and sampled for the conditions of the codes
+        # it is compared with.
+        conds = None if test.cond is None else as_float(test.cond.to(codes.device))
         result: dict[str, float] = {}
         if prior.has_density:
-            result["nll"] = -float(torch.cat([prior.log_prob(z) for z in codes.split(self.batch_size)]).mean())
+            rows = range(0, len(codes), self.batch_size)
+            log_p = [prior.log_prob(codes[i : i + self.batch_size], _rows(conds, i, self.batch_size)) for i in rows]
+            result["nll"] = -float(torch.cat(log_p).mean())
         n = min(self.samples, len(codes))
-        subset = codes[torch.randperm(len(codes), device=codes.device)[:n]]
-        result["mmd"] = mmd_squared(prior.sample(n), subset)
+        picked = torch.randperm(len(codes), device=codes.device)[:n]
+        result["mmd"] = mmd_squared(prior.sample(n, None if conds is None else conds[picked]), codes[picked])
         return result
+
+
+def _rows(conds: Tensor | None, start: int, count: int) -> Tensor | None:
+    return None if conds is None else conds[start : start + count]
 
 
 @hookimpl

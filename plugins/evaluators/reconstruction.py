@@ -26,9 +26,9 @@ class ReconstructionEvaluator(Evaluator):
 
     def evaluate(self, model: TrainedModel, data: EvalData) -> Mapping[str, float]:
         squared, count = 0.0, 0
-        for x in data.test.x.split(self.batch_size):
+        for x, cond in data.test.batches(self.batch_size):
             target = as_float(x.to(model.device))
-            recon = model.decode(model.encode(x).mean)
+            recon = model.decode(model.encode(x, cond).mean, cond)
             squared += float((recon - target).pow(2).sum())
             count += target.numel()
         mse = squared / count

@@ -195,6 +195,8 @@ class SeparabilityEvaluator(Evaluator):
         # Imported here: only this metric needs the classifier, which trains (once per dataset and seed) on demand.
         from harness_plugins.evaluators.classifier import load_or_train_classifier
 
+        if model.conditional:
+            raise ValueError("separability measures an unconditional prior's codes; this model is conditional")
         classifier = load_or_train_classifier(data, model.seed, model.device)
         prior = model.prior
         z_t: list[Tensor] = []

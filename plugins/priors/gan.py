@@ -63,6 +63,7 @@ class GANPrior(Prior):
     name = "gan"
     has_density = False
     invertible = False
+    unconditional_reason = "its generator and discriminator take no condition yet (a conditional GAN prior is future work)"
 
     @checked_options
     def __init__(

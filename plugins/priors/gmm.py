@@ -29,6 +29,7 @@ class GMMPrior(Prior):
 
     name = "gmm"
     post_hoc = True
+    unconditional_reason = "one mixture fitted ex post to all codes; a mixture per condition needs discrete conditions"
 
     @checked_options
     def __init__(

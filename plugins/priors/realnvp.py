@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from harness import Prior, hookimpl, standard_normal_log_prob
 from harness.api import checked_options
+from harness_plugins.conditioning import ConditionEncoder
 
 #: |log-scale| of one coupling is at most this: each coupling stretches or shrinks by at most e² per dimension.
 SCALE_BOUND = 2.0
@@ -113,9 +114,14 @@ class RealNVPPrior(Prior):
       training batch so that batch is standardised. Codes of an autoencoder can have any scale; ActNorm puts
       them where the couplings' bounded scales and identity start work well. Its "initialised" flag is saved in
       the state dict, so a restored prior is not re-initialised.
-    - ``cond_dim``: width of the condition vector ``cond`` [B, cond_dim]; 0 makes the prior unconditional and
-      ``cond`` is ignored. When positive, ``cond`` is required, is concatenated to every coupling MLP's input,
-      and a linear map gives the base mean μ(cond) (zero-initialised, so a new prior starts at N(0, I)).
+    - ``cond_dim``: width of a condition vector ``cond`` [B, cond_dim] passed directly (for callers with their
+      own conditions); 0 makes the prior unconditional and ``cond`` is ignored. When positive, ``cond`` is
+      required, is concatenated to every coupling MLP's input, and a linear map gives the base mean μ(cond)
+      (zero-initialised, so a new prior starts at N(0, I)).
+
+    On a benchmark's conditional data the harness passes ``condition_shape`` instead (the paper's conditional
+    flow, §6): a condition network (``harness_plugins.conditioning``, part of θ) turns y into ``hidden``
+    features, which condition every coupling and the base mean μ(y) as ``cond`` does above.
 
     Design choices: each coupling's log-scale is bounded to ±``SCALE_BOUND`` (= 2) by ``2·tanh(s/2)`` so sampling
     through the inverse cannot overflow; the last layer of every coupling MLP is zero-initialised so the flow
@@ -136,9 +142,15 @@ class RealNVPPrior(Prior):
         layers: Annotated[int, Field(ge=1)] = 2,
         actnorm: bool = True,
         cond_dim: Annotated[int, Field(ge=0, description="0 is unconditional")] = 0,
+        condition_shape: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
+        if cond_dim and condition_shape is not None:
+            raise ValueError(f"cond_dim={cond_dim} and a dataset condition {condition_shape}: give one, not both")
         self.latent_dim = latent_dim
+        self.condition_net = None if condition_shape is None else ConditionEncoder(tuple(condition_shape), hidden)
+        # The couplings read the condition network's features when there is one, else the raw vector.
+        cond_dim = hidden if self.condition_net is not None else cond_dim
         self.cond_dim = cond_dim
         self.couplings = nn.ModuleList(
             _AffineCoupling(latent_dim, flip=i % 2 == 1, hidden=hidden, layers=layers, cond_dim=cond_dim)
@@ -151,13 +163,21 @@ class RealNVPPrior(Prior):
             nn.init.zeros_(self.base_mean.bias)
 
     def _condition(self, cond: Tensor | None, batch: int, like: Tensor) -> Tensor | None:
-        """``cond`` checked and cast to ``like``'s dtype, or None for an unconditional prior."""
+        """``cond`` checked and cast to ``like``'s dtype (through the condition network when there is one), or None
+        for an unconditional prior. Computed once per call and shared by every coupling."""
         if not self.cond_dim:
             return None
         if cond is None:
+            if self.condition_net is not None:
+                shape = ", ".join(map(str, self.condition_net.shape))
+                raise ValueError(f"prior 'realnvp' is conditioned on the data and needs cond of shape [B, {shape}]")
             raise ValueError(
                 f"prior 'realnvp' has cond_dim={self.cond_dim} and needs cond of shape [B, {self.cond_dim}]"
             )
+        if self.condition_net is not None:
+            if cond.shape[0] != batch:
+                raise ValueError(f"cond has {cond.shape[0]} rows for {batch} codes")
+            return self.condition_net(cond.to(device=like.device)).to(like.dtype)
         if cond.shape != (batch, self.cond_dim):
             raise ValueError(f"cond has shape {list(cond.shape)}, expected [{batch}, {self.cond_dim}]")
         # Conditions may arrive as integer labels or attributes.

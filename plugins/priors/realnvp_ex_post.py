@@ -34,6 +34,7 @@ class RealNVPExPostPrior(RealNVPPrior):
     name = "realnvp-ex-post"
     post_hoc = True
     conditional = False
+    unconditional_reason = "it is fitted once to the training codes, which carry no condition (use realnvp)"
 
     fitted: Tensor
 

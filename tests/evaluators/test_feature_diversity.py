@@ -28,6 +28,7 @@ class ReplayModel:
         self.images = as_float(images)
         self.device = torch.device("cpu")
         self.seed = 0
+        self.conditions = None  # unconditional, as TrainedModel.conditions says
         self._next = 0
 
     def sample(self, n: int) -> Tensor:
