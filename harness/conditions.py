@@ -72,6 +72,15 @@ def split_options(options: Mapping[str, Any], where: str) -> tuple[dict[str, Any
     return own, parse_condition(options[CONDITION_KEY], f"{where}.{CONDITION_KEY}")
 
 
+def dataset_label(name: str, options: Mapping[str, Any]) -> str:
+    """How reports name a cell's data: ``fashion-mnist``, or ``fashion-mnist (edges)`` with a condition."""
+    condition = options.get(CONDITION_KEY)
+    if condition is None:
+        return name
+    shown = f"downsample {condition['downsample']}" if isinstance(condition, Mapping) else str(condition)
+    return f"{name} ({shown})"
+
+
 def edge_map(images: Tensor) -> Tensor:
     """Binary Sobel edges of uint8 images [N, C, H, W] -> uint8 [N, 1, H, W] in {0, 255}."""
     grey = images.float().div(255.0).mean(dim=1, keepdim=True)

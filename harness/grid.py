@@ -25,7 +25,7 @@ from torch.nn.modules.module import (
 )
 from torch.nn.parameter import is_lazy
 
-from harness.conditions import CONDITION_KEY, split_options
+from harness.conditions import CONDITION_KEY, dataset_label, split_options
 from harness.config import BenchmarkConfig, ConfigError, SubGrid, quote, suggest
 from harness.options import validate_options
 from harness.registry import Kind, Registry
@@ -88,7 +88,7 @@ class Cell:
         beta = "" if self.beta is None else f" β={self.beta:g}"
         seed = f" seed={self.seed}" if with_seed else ""
         variant = f"[{self.variant}] " if self.variant else ""
-        return f"{variant}{self.dataset} {prior} {self.regularizer}{beta}{seed}"
+        return f"{variant}{dataset_label(self.dataset, self.dataset_options)} {prior} {self.regularizer}{beta}{seed}"
 
 
 def selected_by(cell: Mapping[str, Any], selector: Mapping[str, Any]) -> bool:

@@ -40,4 +40,6 @@ class ConditionEncoder(nn.Module):
     def forward(self, y: Tensor) -> Tensor:
         if tuple(y.shape[1:]) != self.shape:
             raise ValueError(f"cond has shape {list(y.shape)}, expected [B, {', '.join(map(str, self.shape))}]")
-        return self.net(y.float())
+        # Conditions arrive as float32 (or integer labels); the network may have been moved to float64.
+        weight = next(self.parameters())
+        return self.net(y.to(device=weight.device, dtype=weight.dtype))

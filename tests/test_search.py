@@ -313,3 +313,17 @@ def test_the_perceptual_weight_is_searchable_and_an_unset_term_leaves_study_name
     assert "perceptual" not in search.base()["model"]
     with_term = write(tmp_path / "p.yaml", model={**BENCH["model"], "perceptual": {"weight": 4.0}})
     assert resolve(load_config(with_term), "s", registry, str(with_term), check=False).base()["model"]["perceptual"]
+
+
+def test_a_conditional_benchmark_is_searched_over_beta_and_flow_depth(tmp_path):
+    cfg = write(tmp_path / "b.yaml", {"trials": 2, "objective": {"metric": "latent_usage.z", "direction": "maximize"},
+                                      "evaluators": {"latent_usage": {"pairs": 50}}},
+                datasets={"digits": {"condition": "class"}})
+    out = tmp_path / "out"
+    assert search_cli(cfg, out) == 0
+    trials = journal_study(out).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert {"beta", "prior.depth"} <= set(trials[0].params)
+    stored = [r for r in Store(out).results() if r.status == "done"]
+    assert len(stored) == 2 and all(r.cell["dataset_options"]["condition"] == "class" for r in stored)
+    assert all(r.metrics["latent_usage.z"] > 0 for r in stored)

@@ -15,6 +15,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
 
+from harness.conditions import dataset_label  # noqa: E402
 from harness.images import CONDITIONAL_SAMPLES  # noqa: E402
 from harness.run.result import CellResult  # noqa: E402
 
@@ -152,48 +153,42 @@ def _first_seed_files(out_dir: Path, results: list[CellResult], filename: str) -
         png = out_dir / "cells" / cell["cell_id"] / filename
         beta = "" if cell["beta"] is None else f" β={cell['beta']:g}"
         name = cell.get("variant") or f"{cell['prior']} {cell['regularizer']}"
-        label = f"{cell['dataset']}\n{name}{beta}"
+        label = f"{dataset_label(cell['dataset'], cell['dataset_options'])}\n{name}{beta}"
         if png.exists():
             picks.setdefault(label, (label, png))
     return sorted(picks.values())
 
 
-def samples_overview(out_dir: Path, results: list[CellResult], path: Path) -> Path | None:
-    """The sample grid of the first seed of every configuration, side by side."""
-    picks = _first_seed_files(out_dir, results, "samples.png")
+def _image_grid(
+    picks: list[tuple[str, Path]], path: Path, cols: int, cell_inches: tuple[float, float], title: Any
+) -> Path | None:
+    """The images of ``picks`` in a grid of at most ``cols`` columns, each titled ``title(label)``."""
     if not picks:
         return None
-    cols = min(4, len(picks))
+    cols = min(cols, len(picks))
     rows = (len(picks) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cell_inches[0] * cols, cell_inches[1] * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (label, png) in zip(axes.flat, picks):
         ax.imshow(imread(png), cmap="gray")
-        ax.set_title(label, fontsize=8)
+        ax.set_title(title(label), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def samples_overview(out_dir: Path, results: list[CellResult], path: Path) -> Path | None:
+    """The sample grid of the first seed of every configuration, side by side."""
+    return _image_grid(_first_seed_files(out_dir, results, "samples.png"), path, 4, (3, 3.3), lambda label: label)
 
 
 def conditional_overview(out_dir: Path, results: list[CellResult], path: Path) -> Path | None:
     """Paper Fig. 7: each model's panel (condition, original, samples per row; first seed), side by side."""
     picks = _first_seed_files(out_dir, results, CONDITIONAL_SAMPLES)
-    if not picks:
-        return None
-    cols = min(3, len(picks))
-    rows = (len(picks) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.9 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (label, png) in zip(axes.flat, picks):
-        ax.imshow(imread(png), cmap="gray")
-        ax.set_title(label.replace("\n", ": ") + "\ncondition | original | samples", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _image_grid(picks, path, 3, (4.2, 3.9),
+                       lambda label: label.replace("\n", ": ") + "\neach row: condition (an image one), original, samples")
 
 
 def _series_label(row: pd.Series) -> str:

@@ -17,6 +17,7 @@ from tabulate import tabulate
 
 from harness.grid import Cell, selected_by
 from harness.report.claims import claims_section
+from harness.conditions import dataset_label
 from harness.report.figures import conditional_overview, metric_bars, metric_vs_beta, samples_overview
 from harness.paths import atomic_figure, under, write_atomic
 from harness.run import latent_figures
@@ -42,7 +43,7 @@ def _row_key(cell: dict[str, Any]) -> dict[str, Any]:
         "cell_id": cell["cell_id"],
         "benchmark": cell["benchmark"],
         "model": cell.get("variant") or "–",
-        "dataset": cell["dataset"],
+        "dataset": dataset_label(cell["dataset"], cell["dataset_options"]),
         "prior": cell["prior"],
         "prior_options": _options(_given(cell)),
         "regularizer": cell["regularizer"],

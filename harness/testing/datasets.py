@@ -94,3 +94,21 @@ class DatasetContract:
             assert (first.labels is None) == (second.labels is None)
             if first.labels is not None:
                 assert torch.equal(first.labels, second.labels), f"two loads of {split!r} give different labels"
+
+    @pytest.mark.parametrize("split", ["train", "test"])
+    def test_a_condition_has_one_row_per_item_and_matches_the_declaration(
+        self, dataset: Dataset, split: Literal["train", "test"]
+    ) -> None:
+        data = self._load(dataset, split)
+        if data.cond is None:
+            assert not type(dataset).provides_condition, "provides_condition is True but the split has no cond"
+            return
+        assert type(dataset).provides_condition, "the split has a cond: declare provides_condition = True"
+        cond = data.cond
+        assert len(cond) == len(data), f"cond has {len(cond)} rows for {len(data)} items"
+        image = cond.dtype == torch.uint8 and cond.dim() == 4
+        vector = cond.dtype == torch.float32 and cond.dim() == 2
+        assert image or vector, f"cond must be uint8 [N, C, H, W] or float32 [N, K], got {cond.dtype} {list(cond.shape)}"
+        other = self._load(dataset, "test" if split == "train" else "train").cond
+        assert other is not None and other.shape[1:] == cond.shape[1:], "train and test conditions differ in shape"
+        assert torch.equal(cond, self._load(dataset, split).cond), f"two loads of {split!r} give different conditions"

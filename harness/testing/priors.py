@@ -316,6 +316,23 @@ class PriorContract:
                 a, b = prior.log_prob(z, _same(cond, 64)), prior.log_prob(z, _same(cond, 64, other))
             assert not torch.allclose(a, b, rtol=0, atol=1e-6), "log_prob() ignores cond"
 
+    def test_samples_follow_their_condition(self, prior: Prior, codes: Tensor, cond: Tensor | None) -> None:
+        """Draws for one condition score higher under that condition's density than under another's."""
+        if not prior.conditional or cond is None:
+            pytest.skip("needs a conditional prior and a `cond` fixture")
+        self._require_density(prior)
+        prior = self.fitted(prior, codes, cond)
+        other = next((i for i in range(len(cond)) if not torch.equal(cond[i], cond[0])), None)
+        assert other is not None, "the `cond` fixture's rows are all equal"
+        torch.manual_seed(4)
+        with torch.no_grad():
+            x = prior.sample(500, _same(cond, 500))
+            own, elsewhere = prior.log_prob(x, _same(cond, 500)), prior.log_prob(x, _same(cond, 500, other))
+        assert float(own.mean()) > float(elsewhere.mean()), (
+            f"draws for condition 0 score {float(own.mean()):.3f} under it and {float(elsewhere.mean()):.3f} under "
+            f"condition {other}: sample(n, cond) does not follow cond"
+        )
+
     # state and seeds --------------------------------------------------------------------------------------------
 
     def test_state_dict_round_trip_preserves_log_prob_and_sample(

@@ -347,7 +347,9 @@ class InceptionScoreEvaluator(Evaluator):
             self._inception_weights()
 
     def _inception_weights(self) -> Path:
-        return inception_weights(self.name, self.weights_path, self.download)
+        return inception_weights(
+            self.name, self.weights_path, self.download, alternative=f", or use {self.name}.extractor: classifier"
+        )
 
     def evaluate(self, model: TrainedModel, data: EvalData) -> Mapping[str, float]:
         _require_images(data, self.name)

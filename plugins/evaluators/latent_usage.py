@@ -28,7 +28,10 @@ def rms_change(a: Tensor, b: Tensor) -> Tensor:
 
 
 class LatentUsageEvaluator(Evaluator):
-    """Decodes ``pairs`` pairs (a different test condition per pair, cycling) and averages the changes above."""
+    """How much decoded samples change with z for one condition (``.z``) and with y for one code (``.y``), and z's share.
+
+    ``pairs`` pairs are decoded, each for its own test condition (cycling), and the RMS changes averaged (see the
+    module docstring)."""
 
     name = "latent_usage"
     metrics = {"": "max", "z": "max", "y": "max"}

@@ -263,7 +263,8 @@ def test_without_inception_weights_check_available_names_the_file_and_where_to_p
     )
     with pytest.raises(PluginUnavailable, ) as score_error:
         InceptionScoreEvaluator().check_available()
-    assert "inception_score.weights_path" in score_error.value.fix and "classifier" not in score_error.value.fix
+    assert "inception_score.weights_path" in score_error.value.fix
+    assert score_error.value.fix.endswith("or use inception_score.extractor: classifier.")
     with pytest.raises(PluginUnavailable, match="does not exist") as path_error:
         FIDEvaluator(weights_path=str(tmp_path / "missing.pth")).check_available()
     assert INCEPTION_FILE in path_error.value.fix

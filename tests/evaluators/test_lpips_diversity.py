@@ -4,8 +4,10 @@ stand-in AlexNet weights in a temporary TORCH_HOME, and the metric on identical 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
+import lpips
 import pytest
 import torch
 import torchvision
@@ -112,3 +114,60 @@ def test_identical_samples_have_zero_diversity(with_weights):
 def test_random_samples_have_a_finite_positive_diversity(with_weights):
     value = _diversity(GaussianPrior(latent_dim=4))
     assert math.isfinite(value) and value > 0
+
+
+class ConditionalDecoder(nn.Module):
+    """p(x | y, z) for 8×8 images: a linear map of z and the flattened condition."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4 + 64, 64), nn.Unflatten(1, (1, 8, 8)))
+
+    def forward(self, z: Tensor, y: Tensor) -> Tensor:
+        return self.net(torch.cat([z, y.flatten(1)], dim=1))
+
+
+def _conditional_model(prior: Prior) -> TrainedModel:
+    torch.manual_seed(0)
+    conditions = torch.randint(0, 256, (7, 1, 8, 8), dtype=torch.uint8)
+    return TrainedModel(nn.Identity(), ConditionalDecoder(), prior, torch.sigmoid, 4, (1, 8, 8),
+                        torch.device("cpu"), 0, None, conditions)  # fmt: skip
+
+
+def test_conditional_diversity_equals_lpips_between_two_samples_per_condition(with_weights):
+    prior = GaussianPrior(latent_dim=4, condition_shape=(1, 8, 8))
+    with torch.no_grad():
+        for p in prior.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    model = _conditional_model(prior)
+    evaluator = LPIPSDiversityEvaluator(pairs=24, batch_size=10, conditions=5)
+    torch.manual_seed(1)
+    with torch.inference_mode():
+        got = evaluator.evaluate(model, None)[""]  # type: ignore[arg-type]
+
+    # The same draws, scored by the lpips package directly: pair i is two samples for test condition i mod 5.
+    def as_lpips_input(images: Tensor) -> Tensor:
+        rgb = images.repeat(1, 3, 1, 1)
+        return torch.nn.functional.interpolate(rgb, size=(32, 32), mode="bilinear", align_corners=False) * 2 - 1
+
+    # Built after seeding, as the evaluator builds it: building AlexNet draws its (then replaced) initial weights.
+    torch.manual_seed(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        direct = lpips.LPIPS(net="alex", verbose=False)
+    distances = []
+    with torch.inference_mode():
+        for start in (0, 10, 20):
+            n = min(10, 24 - start)
+            cond = model.conditions[(torch.arange(start, start + n) % 5)]
+            first, second = model.sample(n, cond), model.sample(n, cond)
+            distances.append(direct(as_lpips_input(first), as_lpips_input(second)).flatten())
+    assert got == pytest.approx(float(torch.cat(distances).mean()), abs=1e-6)
+    assert got > 0
+
+
+def test_a_decoder_that_ignores_z_has_zero_conditional_diversity_though_conditions_differ(with_weights):
+    model = _conditional_model(PointPrior(latent_dim=4))
+    with torch.inference_mode():
+        value = LPIPSDiversityEvaluator(pairs=12, batch_size=5, conditions=6).evaluate(model, None)[""]  # type: ignore[arg-type]
+    assert value == pytest.approx(0.0, abs=1e-7)
