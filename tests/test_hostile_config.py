@@ -406,6 +406,10 @@ def test_plugin_whose_constructor_needs_real_tensors_still_validates_and_its_che
     assert "benchmarks.b.priors.test-reads-tensors: {'scale': -1.0}: scale must be > 0, got -1.0" in error
 
 
+#: Options a built-in plugin cannot go without (building it reads no file; check_available would).
+REQUIRED_OPTIONS = {"paired-images": {"root": "/nonexistent/pairs"}}
+
+
 def test_every_installed_plugin_builds_under_validation_and_training_builds_real_tensors(registry: Registry) -> None:
     names = {kind: sorted(registry.names(kind)) for kind in ("dataset", "prior", "regularizer", "evaluator", "architecture")}
     models = {
@@ -413,7 +417,8 @@ def test_every_installed_plugin_builds_under_validation_and_training_builds_real
         for arch in names["architecture"] for prior in names["prior"]
     }
     config = BenchmarkConfig.model_validate(
-        {"datasets": names["dataset"], "models": models, "evaluators": names["evaluator"], "model": {"latent_dim": 4}}
+        {"datasets": {ds: REQUIRED_OPTIONS.get(ds, {}) for ds in names["dataset"]}, "models": models,
+         "evaluators": names["evaluator"], "model": {"latent_dim": 4}}
     )
     cells = expand("all", config, registry, "b.yaml")  # raises a ConfigError if any plugin fails to build on meta
     assert {c.prior for c in cells} == set(names["prior"]) and {c.dataset for c in cells} == set(names["dataset"])

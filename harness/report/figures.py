@@ -188,7 +188,7 @@ def conditional_overview(out_dir: Path, results: list[CellResult], path: Path) -
     """Paper Fig. 7: each model's panel (condition, original, samples per row; first seed), side by side."""
     picks = _first_seed_files(out_dir, results, CONDITIONAL_SAMPLES)
     return _image_grid(picks, path, 3, (4.2, 3.9),
-                       lambda label: label.replace("\n", ": ") + "\neach row: condition (an image one), original, samples")
+                       lambda label: label.replace("\n", ": ") + "\nrows: condition (if an image), original, samples")
 
 
 def _series_label(row: pd.Series) -> str:

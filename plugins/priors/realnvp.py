@@ -23,7 +23,7 @@ SCALE_BOUND = 2.0
 ACTNORM_EPS = 1e-6
 
 
-class _ActNorm(nn.Module):
+class ActNorm(nn.Module):
     """y = (x + bias) · exp(log_scale) per dimension (Kingma & Dhariwal 2018, Glow).
 
     The first batch of at least two rows seen in training mode in the data -> base direction sets bias and
@@ -156,7 +156,7 @@ class RealNVPPrior(Prior):
             _AffineCoupling(latent_dim, flip=i % 2 == 1, hidden=hidden, layers=layers, cond_dim=cond_dim)
             for i in range(depth)
         )
-        self.actnorms = nn.ModuleList(_ActNorm(latent_dim) for _ in range(depth)) if actnorm else None
+        self.actnorms = nn.ModuleList(ActNorm(latent_dim) for _ in range(depth)) if actnorm else None
         self.base_mean = nn.Linear(cond_dim, latent_dim) if cond_dim else None
         if self.base_mean is not None:
             nn.init.zeros_(self.base_mean.weight)
