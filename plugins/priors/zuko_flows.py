@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 import torch
 import zuko
 from pydantic import Field
-from torch import Tensor, nn
+from torch import Tensor
 
 from harness import Prior, hookimpl
 from harness.api import checked_options
