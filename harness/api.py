@@ -73,6 +73,8 @@ class Prior(_Plugin, nn.Module):
     Subclasses call ``super().__init__()`` (no arguments) and keep ``latent_dim`` themselves.
     ``log_prob`` returns one value per row; ``sample`` returns codes in Z_T on the prior's device and dtype;
     ``fit_loss`` is minimised over θ with the codes detached (the harness never weights it by β).
+    A prior built on the encoder defines ``bind_encoder(encoder, data_shape)``, an optional hook the harness calls
+    once the cell's networks exist (VampPrior).
     """
 
     #: The prior has a tractable ``log_prob`` (a GAN prior does not; KL then cannot be used).

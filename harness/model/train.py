@@ -126,6 +126,10 @@ def build_model(
     conditioned = {} if condition_shape is None else {"condition_shape": tuple(condition_shape)}
     encoder, decoder = arch.build(data_shape, latent_dim, **conditioned)
     prior = registry.get("prior", cell.prior)(latent_dim=latent_dim, **cell.prior_options, **conditioned)
+    # An optional hook: a prior built on the encoder (VampPrior's mixture of posteriors) is handed it here.
+    bind_encoder = getattr(prior, "bind_encoder", None)
+    if callable(bind_encoder):
+        bind_encoder(encoder, tuple(data_shape))
     regularizer = registry.get("regularizer", cell.regularizer)(**cell.regularizer_options)
     # An optional hook, not a constructor argument: a regularizer that wants the data's shape (the adversarial
     # one, to put its penalty in the units of the summed reconstruction) defines it; others never see it.
