@@ -383,7 +383,7 @@ def _check_cell_count(count: int, at: str) -> None:
 
 
 def _check_claims(bench: BenchmarkConfig, directions: Mapping[str, str], at: str) -> None:
-    """Claims may only name metrics the benchmark measures and model variants it defines."""
+    """Claims may only name metrics the benchmark measures, and model variants and datasets it defines."""
     variants = set(bench.models or {})
     for i, claim in enumerate(bench.claims):
         for side_name, side in (("a", claim.a), ("b", claim.b)):
@@ -392,5 +392,9 @@ def _check_claims(bench: BenchmarkConfig, directions: Mapping[str, str], at: str
             metric = side.metric or claim.metric
             if metric not in directions:
                 raise ConfigError(f"{at}.claims[{i}].{side_name}", f"unknown metric {quote(metric)}{suggest(str(metric), directions)}")
+            datasets = set(bench.datasets)
+            if side.dataset is not None and side.dataset not in datasets:
+                raise ConfigError(f"{at}.claims[{i}].{side_name}.dataset",
+                                  f"unknown dataset {quote(side.dataset)}{suggest(side.dataset, datasets)}")
             if side.model is not None and side.model not in variants:
                 raise ConfigError(f"{at}.claims[{i}].{side_name}.model", f"unknown model {quote(side.model)}{suggest(side.model, variants)}")

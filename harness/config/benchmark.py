@@ -140,10 +140,12 @@ class ModelVariant(BaseModel):
 
 
 class Selector(BaseModel):
-    """Which results a claim compares: a model variant (or prior/regularizer), a β, and optionally a metric."""
+    """Which results a claim compares: a model variant (or prior/regularizer), a β, optionally a dataset (of a
+    benchmark with several) and a metric."""
 
     model_config = FROZEN
 
+    dataset: str | None = None
     model: str | None = None
     prior: str | None = None
     regularizer: str | None = None

@@ -29,6 +29,10 @@ WILCOXON_MIN = 5
 
 def _select(frame: pd.DataFrame, side: Mapping[str, Any], metric: str) -> pd.DataFrame:
     rows = frame[frame["metric"] == metric]
+    if side.get("dataset") is not None:
+        # The frame names data by their label: ``fashion-mnist (edges)`` for a conditional dataset.
+        label = rows["dataset"].astype(str)
+        rows = rows[(label == side["dataset"]) | label.str.startswith(f"{side['dataset']} (")]
     for key, column in (("model", "model"), ("prior", "prior"), ("regularizer", "regularizer")):
         if side.get(key) is not None:
             rows = rows[rows[column] == side[key]]
@@ -39,7 +43,7 @@ def _select(frame: pd.DataFrame, side: Mapping[str, Any], metric: str) -> pd.Dat
 
 
 def _describe(side: Mapping[str, Any], metric: str) -> str:
-    parts = [str(side[k]) for k in ("model", "prior", "regularizer") if side.get(k) is not None]
+    parts = [str(side[k]) for k in ("dataset", "model", "prior", "regularizer") if side.get(k) is not None]
     if side.get("beta") is not None:
         parts.append(f"β={float(side['beta']):g}")
     return f"{' '.join(parts) or 'all'} {metric}"
