@@ -73,7 +73,10 @@ def test_disabling_autoload_keeps_the_builtins_only(tmp_path, monkeypatch, capsy
     assert "ctl" in load_registry().names("prior")
     monkeypatch.setenv("HARNESS_DISABLE_PLUGIN_AUTOLOAD", "1")
     registry = load_registry()
-    assert registry.names("prior") == ["gan", "gaussian", "gmm", "realnvp", "realnvp-ex-post"]
+    assert registry.names("prior") == [
+        "diffusion", "diffusion-ex-post", "gan", "gaussian", "gmm", "realnvp", "realnvp-ex-post", "two-stage", "vamp",
+        "zuko", "zuko-ex-post",
+    ]  # fmt: skip
     assert {m.distribution for m in registry.modules} == {"prior-harness"}
     assert main(["list"]) == 0
     captured = capsys.readouterr()

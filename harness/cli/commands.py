@@ -21,6 +21,7 @@ from harness.cli.common import (
     thread_count,
 )
 from harness.config import ConfigError, load_config
+from harness.options import option_specs
 from harness.paths import check_out_folder, under
 from harness.registry import AUTOLOAD_ENV
 
@@ -93,6 +94,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     return EXIT_OK if summary.ok else EXIT_FAILED
 
 
+def _option_names(cls: type) -> str:
+    """The YAML options of a plugin class, in declaration order ("–" for none)."""
+    try:
+        names = [spec.name for spec in option_specs(cls) if not spec.supplied]
+    except Exception:  # noqa: BLE001 - a plugin whose options cannot be read still gets listed
+        return "?"
+    return ", ".join(names) or "–"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     registry = load_plugins(warn=False)  # broken plugins are part of the listing itself
     rows = [
@@ -109,7 +119,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     columns = ["kind", "name", "distribution", "version"] + (["module"] if args.verbose else [])
-    print(tabulate([[r[c] for c in columns] for r in rows], headers=columns))
+    table = [[r[c] for c in columns] + [_option_names(p.cls)] for r, p in zip(rows, registry)]
+    print(tabulate(table, headers=[*columns, "options (harness describe NAME)"]))
     if args.verbose:
         print("\nplugin modules (entry point, distribution, file, hooks implemented):")
         for m in registry.modules:
