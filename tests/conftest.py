@@ -35,6 +35,15 @@ def write_config(path: Path, **overrides: Any) -> Path:
     return path
 
 
+def perturbed(prior: torch.nn.Module, scale: float = 0.2) -> Any:
+    """Noise on every parameter, so a flow's zero-initialised layers are no longer the identity."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in prior.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return prior
+
+
 def make_distribution(site: Path, dist: str, module: str, source: str) -> None:
     """A real installed distribution: a module plus a dist-info folder declaring the entry point."""
     (site / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")

@@ -14,7 +14,8 @@ from harness import Architecture, hookimpl
 from harness.api import checked_options
 
 
-def _stack(sizes: list[int]) -> nn.Sequential:
+def stack(sizes: list[int]) -> nn.Sequential:
+    """Linear layers through ``sizes`` with SiLU between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
@@ -69,10 +70,10 @@ class MLP(Architecture):
         widths = [self.hidden] * self.layers
         if condition_shape is not None:
             cond = math.prod(condition_shape)
-            encoder = ConcatEncoder(_stack([flat + cond, *widths, 2 * latent_dim]))
-            return encoder, ConcatDecoder(_stack([latent_dim + cond, *widths, flat]), tuple(data_shape))
-        encoder = nn.Sequential(nn.Flatten(), _stack([flat, *widths, 2 * latent_dim]))
-        decoder = nn.Sequential(_stack([latent_dim, *widths, flat]), nn.Unflatten(1, data_shape))
+            encoder = ConcatEncoder(stack([flat + cond, *widths, 2 * latent_dim]))
+            return encoder, ConcatDecoder(stack([latent_dim + cond, *widths, flat]), tuple(data_shape))
+        encoder = nn.Sequential(nn.Flatten(), stack([flat, *widths, 2 * latent_dim]))
+        decoder = nn.Sequential(stack([latent_dim, *widths, flat]), nn.Unflatten(1, data_shape))
         return encoder, decoder
 
 

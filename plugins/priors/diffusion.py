@@ -20,10 +20,11 @@ from typing import Annotated
 
 import torch
 from pydantic import Field
-from torch import Tensor, nn
+from torch import Tensor
 
 from harness import Prior, hookimpl
 from harness.api import checked_options
+from harness_plugins.architectures.mlp import stack
 from harness_plugins.conditioning import ConditionEncoder
 from harness_plugins.priors.realnvp import ActNorm
 
@@ -76,11 +77,7 @@ class DiffusionPrior(Prior):
         self.register_buffer("alpha_bars", alpha_bars.float(), persistent=False)
         self.condition_net = None if condition_shape is None else ConditionEncoder(tuple(condition_shape), CONTEXT_FEATURES)
         context = 0 if self.condition_net is None else CONTEXT_FEATURES
-        widths = [latent_dim + TIME_FEATURES + context] + [hidden] * layers
-        body: list[nn.Module] = []
-        for w_in, w_out in zip(widths[:-1], widths[1:]):
-            body += [nn.Linear(w_in, w_out), nn.SiLU()]
-        self.denoiser = nn.Sequential(*body, nn.Linear(widths[-1], latent_dim))
+        self.denoiser = stack([latent_dim + TIME_FEATURES + context, *[hidden] * layers, latent_dim])
         self.actnorm = ActNorm(latent_dim) if standardize else None
         if self.actnorm is not None:
             # Set once from the first training batch, then fixed: left to the denoising loss, it would shrink the

@@ -22,15 +22,7 @@ from torch import Tensor, nn
 
 from harness import GaussianPosterior, Prior, hookimpl
 from harness.api import checked_options
-
-
-def _mlp(sizes: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.SiLU())
-    return nn.Sequential(*layers)
+from harness_plugins.architectures.mlp import stack
 
 
 class TwoStagePrior(Prior):
@@ -59,8 +51,8 @@ class TwoStagePrior(Prior):
         super().__init__()
         self.latent_dim = latent_dim
         widths = [hidden] * layers
-        self.encoder = _mlp([latent_dim, *widths, 2 * latent_dim])
-        self.decoder = _mlp([latent_dim, *widths, latent_dim])
+        self.encoder = stack([latent_dim, *widths, 2 * latent_dim])
+        self.decoder = stack([latent_dim, *widths, latent_dim])
         self.log_gamma = nn.Parameter(torch.zeros(()))
         self.fit_steps, self.fit_lr, self.fit_batch_size = fit_steps, fit_lr, fit_batch_size
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))

@@ -15,14 +15,7 @@ from harness_plugins.priors.gmm import GMMPrior
 from harness_plugins.priors.realnvp import RealNVPPrior
 from harness_plugins.priors.realnvp_ex_post import RealNVPExPostPrior
 
-
-def _perturbed(prior: Prior, scale: float = 0.2) -> Prior:
-    """Noise on every parameter, so a flow's zero-initialised couplings are no longer the identity."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in prior.parameters():
-            p.add_(scale * torch.randn_like(p))
-    return prior
+from conftest import perturbed
 
 
 class TestGaussian(PriorContract):
@@ -34,19 +27,19 @@ class TestGaussian(PriorContract):
 class TestRealNVP(PriorContract):
     @pytest.fixture
     def prior(self) -> Prior:
-        return _perturbed(RealNVPPrior(latent_dim=3, depth=3, hidden=16, layers=1))
+        return perturbed(RealNVPPrior(latent_dim=3, depth=3, hidden=16, layers=1))
 
 
 class TestRealNVPTwoDimensionsWithoutActNorm(PriorContract):
     @pytest.fixture
     def prior(self) -> Prior:
-        return _perturbed(RealNVPPrior(latent_dim=2, depth=2, hidden=16, layers=1, actnorm=False))
+        return perturbed(RealNVPPrior(latent_dim=2, depth=2, hidden=16, layers=1, actnorm=False))
 
 
 class TestConditionalRealNVP(PriorContract):
     @pytest.fixture
     def prior(self) -> Prior:
-        return _perturbed(RealNVPPrior(latent_dim=2, depth=2, hidden=16, layers=1, cond_dim=2))
+        return perturbed(RealNVPPrior(latent_dim=2, depth=2, hidden=16, layers=1, cond_dim=2))
 
     @pytest.fixture
     def cond(self) -> Tensor:
@@ -86,7 +79,7 @@ class TestRealNVPConditionedOnImages(PriorContract):
 
     @pytest.fixture
     def prior(self) -> Prior:
-        return _perturbed(RealNVPPrior(latent_dim=2, depth=2, hidden=16, layers=1, condition_shape=(1, 8, 8)))
+        return perturbed(RealNVPPrior(latent_dim=2, depth=2, hidden=16, layers=1, condition_shape=(1, 8, 8)))
 
     @pytest.fixture
     def cond(self) -> Tensor:

@@ -23,11 +23,16 @@ def _gaussian_codes(n: int = 4096) -> tuple[torch.Tensor, torch.distributions.Di
     return truth.sample((n,)), truth
 
 
-def test_the_elbo_bounds_the_true_log_density_from_below_and_comes_close():
+@pytest.fixture(scope="module")
+def fitted_to_gaussian_codes() -> tuple[TwoStagePrior, torch.Tensor, torch.distributions.Distribution]:
     codes, truth = _gaussian_codes()
     prior = TwoStagePrior(latent_dim=2, hidden=64, layers=2, fit_steps=1500, fit_lr=3e-3)
     prior.fit_post_hoc(codes)
-    prior.eval()
+    return prior.eval(), codes, truth
+
+
+def test_the_elbo_bounds_the_true_log_density_from_below_and_comes_close(fitted_to_gaussian_codes):
+    prior, codes, truth = fitted_to_gaussian_codes
     with torch.no_grad():
         elbo = float(torch.stack([prior.elbo(codes) for _ in range(4)]).mean())
     exact = float(truth.log_prob(codes).mean())
@@ -35,11 +40,8 @@ def test_the_elbo_bounds_the_true_log_density_from_below_and_comes_close():
     assert elbo >= exact - 0.5, (elbo, exact)
 
 
-def test_samples_have_the_codes_mean_and_spread():
-    codes, truth = _gaussian_codes()
-    prior = TwoStagePrior(latent_dim=2, hidden=64, layers=2, fit_steps=1500, fit_lr=3e-3)
-    prior.fit_post_hoc(codes)
-    prior.eval()
+def test_samples_have_the_codes_mean_and_spread(fitted_to_gaussian_codes):
+    prior, _, truth = fitted_to_gaussian_codes
     with torch.no_grad():
         samples = prior.sample(4000)
     torch.testing.assert_close(samples.mean(dim=0), truth.mean, atol=0.15 * 3, rtol=0.1)

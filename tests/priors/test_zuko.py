@@ -15,34 +15,26 @@ from harness.cli import main
 from harness.testing import PriorContract
 from harness_plugins.priors.zuko_flows import FAMILIES, ZukoPrior
 
-from conftest import write_config
-
-
-def _perturbed(prior: Prior, scale: float = 0.1) -> Prior:
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in prior.parameters():
-            p.add_(scale * torch.randn_like(p))
-    return prior
+from conftest import perturbed, write_config
 
 
 class TestZukoNSF(PriorContract):
     @pytest.fixture
     def prior(self) -> Prior:
-        return _perturbed(ZukoPrior(latent_dim=3, flow="nsf", transforms=2, hidden=16))
+        return perturbed(ZukoPrior(latent_dim=3, flow="nsf", transforms=2, hidden=16), 0.1)
 
 
 class TestZukoMAFWithoutStandardizing(PriorContract):
     @pytest.fixture
     def prior(self) -> Prior:
-        return _perturbed(ZukoPrior(latent_dim=2, flow="maf", transforms=2, hidden=16, layers=1, standardize=False))
+        return perturbed(ZukoPrior(latent_dim=2, flow="maf", transforms=2, hidden=16, layers=1, standardize=False), 0.1)
 
 
 class TestZukoNSFConditionedOnImages(PriorContract):
     @pytest.fixture
     def prior(self) -> Prior:
-        return _perturbed(ZukoPrior(latent_dim=2, flow="nsf", transforms=2, hidden=16, layers=1,
-                                    condition_shape=(1, 8, 8)))  # fmt: skip
+        return perturbed(ZukoPrior(latent_dim=2, flow="nsf", transforms=2, hidden=16, layers=1,
+                                    condition_shape=(1, 8, 8)), 0.1)  # fmt: skip
 
     @pytest.fixture
     def cond(self) -> Tensor:
@@ -51,7 +43,7 @@ class TestZukoNSFConditionedOnImages(PriorContract):
 
 
 def test_the_density_is_zukos_own_flow_with_the_same_weights():
-    prior = _perturbed(ZukoPrior(latent_dim=4, flow="nsf", transforms=2, hidden=8, layers=1, standardize=False))
+    prior = perturbed(ZukoPrior(latent_dim=4, flow="nsf", transforms=2, hidden=8, layers=1, standardize=False), 0.1)
     twin = zuko.flows.NSF(4, 0, transforms=2, hidden_features=(8,))
     twin.load_state_dict({k.removeprefix("flow."): v for k, v in prior.state_dict().items() if k.startswith("flow.")})
     z = torch.randn(32, 4)
@@ -59,7 +51,7 @@ def test_the_density_is_zukos_own_flow_with_the_same_weights():
 
 
 def test_standardizing_adds_the_actnorm_log_determinant():
-    prior = _perturbed(ZukoPrior(latent_dim=3, flow="maf", transforms=1, hidden=8, layers=1))
+    prior = perturbed(ZukoPrior(latent_dim=3, flow="maf", transforms=1, hidden=8, layers=1), 0.1)
     z = 4 * torch.randn(64, 3) + 2
     prior.train()
     prior.log_prob(z)  # the first batch sets the ActNorm layer
