@@ -41,6 +41,8 @@ def load_cell(out_dir: Path, cell: Cell, registry: Registry) -> tuple[Model, Dat
     """Rebuild a finished cell from its checkpoint (on the CPU), with its ex-post prior refitted."""
     device = torch.device("cpu")
     train, test = load_splits(registry.get("dataset", cell.dataset), cell.dataset, cell.dataset_options)
+    if train.cond is not None:
+        raise ValueError("the latent-space figures read unconditional codes; this cell's data carry a condition")
     torch.manual_seed(cell.seed)
     model = build_model(cell, registry, tuple(train.x.shape[1:]), device, condition_shape(train))
     restore(model, torch.load(out_dir / "cells" / cell.cell_id / CHECKPOINT, map_location=device, weights_only=True))
