@@ -19,12 +19,14 @@ from harness.api import (
     standard_normal_log_prob,
 )
 from harness.hookspecs import hookimpl
+from harness.trackers import CellEnd, TrackedCell, Tracker
 from harness.weights import pretrained_weights
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Architecture",
+    "CellEnd",
     "DataSplit",
     "Dataset",
     "DatasetUnavailable",
@@ -34,6 +36,8 @@ __all__ = [
     "PluginUnavailable",
     "Prior",
     "Regularizer",
+    "TrackedCell",
+    "Tracker",
     "TrainedModel",
     "__version__",
     "as_float",

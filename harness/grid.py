@@ -278,7 +278,7 @@ def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -
     """All cells of a benchmark, skipped ones included (with ``skip_reason`` set)."""
     at = f"{source}: benchmarks.{name}"
     datasets = [(ds, _dataset_options(registry, ds, raw, f"{at}.datasets.{ds}")) for ds, raw in bench.datasets.items()]
-    evaluators = {ev: _resolved(registry, "evaluator", ev, raw, f"{at}.evaluators.{ev}")
+    evaluators = {ev: resolved_options(registry, "evaluator", ev, raw, f"{at}.evaluators.{ev}")
                   for ev, raw in bench.evaluators.items()}
     directions = metric_directions(registry, evaluators)
     if bench.primary_metric is not None and bench.primary_metric not in directions:
@@ -294,8 +294,8 @@ def expand(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -
     return cells
 
 
-def _resolved(registry: Registry, kind: Kind, name: str, raw: Mapping[str, Any], at: str) -> dict[str, Any]:
-    """A dataset's or evaluator's options, validated and completed with its constructor's defaults."""
+def resolved_options(registry: Registry, kind: Kind, name: str, raw: Mapping[str, Any], at: str) -> dict[str, Any]:
+    """A dataset's, evaluator's or tracker's options, validated and completed with its constructor's defaults."""
     cls = _plugin(registry, kind, name, at)
     return _constructed(cls, validate_options(cls, raw, at), at)
 
@@ -304,9 +304,9 @@ def _dataset_options(registry: Registry, name: str, raw: Any, at: str) -> dict[s
     """A dataset's resolved options; its ``condition`` (the harness's key) is validated apart and recorded only when
     written, so unconditional cells keep their ids."""
     if not isinstance(raw, Mapping):
-        return _resolved(registry, "dataset", name, raw, at)
+        return resolved_options(registry, "dataset", name, raw, at)
     own, condition = split_options(raw, at)
-    resolved = _resolved(registry, "dataset", name, own, at)
+    resolved = resolved_options(registry, "dataset", name, own, at)
     return resolved if condition is None else {**resolved, CONDITION_KEY: condition.to_yaml()}
 
 

@@ -12,6 +12,7 @@ from typing import TypeVar
 import pluggy
 
 from harness.api import Architecture, Dataset, Evaluator, Prior, Regularizer
+from harness.trackers import Tracker
 
 PROJECT_NAME = "harness"
 
@@ -53,3 +54,12 @@ def harness_register_datasets(register: Register[type[Dataset]]) -> None:
 @hookspec
 def harness_register_architectures(register: Register[type[Architecture]]) -> None:
     """Hand the host your encoder/decoder architectures (``cls.name`` is ``model.architecture``)."""
+
+
+@hookspec
+def harness_register_trackers(register: Register[type[Tracker]]) -> None:
+    """Hand the host your experiment trackers (``cls.name`` is the key under ``trackers:`` and ``--tracker``).
+
+    The host builds one as ``cls(**options)`` in every process that runs cells and calls its methods; one that
+    raises is reported and switched off for the run, never failing a cell (``harness.trackers``).
+    """

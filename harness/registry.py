@@ -28,8 +28,9 @@ import pluggy
 
 from harness import hookspecs
 from harness.api import Architecture, Dataset, Evaluator, Prior, Regularizer
+from harness.trackers import Tracker
 
-Kind = Literal["prior", "regularizer", "evaluator", "dataset", "architecture"]
+Kind = Literal["prior", "regularizer", "evaluator", "dataset", "architecture", "tracker"]
 
 #: kind -> (hook name, base class); the order is the order `harness list` prints.
 KINDS: dict[Kind, tuple[str, type]] = {
@@ -38,6 +39,7 @@ KINDS: dict[Kind, tuple[str, type]] = {
     "evaluator": ("harness_register_evaluators", Evaluator),
     "dataset": ("harness_register_datasets", Dataset),
     "architecture": ("harness_register_architectures", Architecture),
+    "tracker": ("harness_register_trackers", Tracker),
 }
 
 #: Set to 1 to load only the built-in plugins (as pytest's PYTEST_DISABLE_PLUGIN_AUTOLOAD does for its plugins).

@@ -12,13 +12,20 @@ import pytest
 import harness.api
 import harness.hookspecs
 import harness.testing
+import harness.trackers
 
 GUIDE = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
 HOOKS = [
     fn for name, fn in vars(harness.hookspecs).items()
     if inspect.isfunction(fn) and hasattr(fn, f"{harness.hookspecs.PROJECT_NAME}_spec")
 ]  # fmt: skip
-CLASSES = [getattr(harness.api, name) for name in harness.api.__all__ if inspect.isclass(getattr(harness.api, name))]
+#: The modules of the plugin contract's classes: base classes and data in api, the tracker's in trackers.
+CONTRACT_MODULES = (harness.api, harness.trackers)
+CLASSES = [
+    cls for module in CONTRACT_MODULES for cls in vars(module).values()
+    if inspect.isclass(cls) and cls.__module__ == module.__name__ and not cls.__name__.startswith("_")
+    and (module is harness.trackers or cls.__name__ in harness.api.__all__)
+]  # fmt: skip
 SUITES = [getattr(harness.testing, name) for name in harness.testing.__all__ if name.endswith("Contract")]
 
 
@@ -33,7 +40,7 @@ def public_members(cls: type) -> dict[str, type]:
     """Attributes, methods and constructor arguments ``harness.api`` defines for ``cls`` (not torch's), and where."""
     members: dict[str, type] = {}
     for klass in reversed(cls.__mro__):
-        if klass.__module__ != harness.api.__name__:
+        if klass.__module__ not in {m.__name__ for m in CONTRACT_MODULES}:
             continue
         names = [*vars(klass), *getattr(klass, "__annotations__", {})]
         if "__init__" in vars(klass):
@@ -48,7 +55,7 @@ def base_classes_intro() -> str:
 
 
 def test_the_hooks_and_classes_to_check_were_found():
-    assert len(HOOKS) == 5 and {c.__name__ for c in CLASSES} >= {"Prior", "Regularizer", "Evaluator", "Dataset"}
+    assert len(HOOKS) == 6 and {c.__name__ for c in CLASSES} >= {"Prior", "Regularizer", "Evaluator", "Tracker"}
     assert len(SUITES) == 4
 
 

@@ -96,6 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.report import leaderboard, summary
     from harness.run import provenance
     from harness.run.plan import plan_benchmark, run_plan
+    from harness.run.tracking import TrackerSet
     from harness.run.store import Store
 
     device = choose_device(args.device)
@@ -104,7 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry = load_plugins()
     names = choose_benchmarks(config, args.benchmark or [], source)
     # Every benchmark is checked (plugins, options, data files, weights) before any of them trains.
-    plans = [plan_benchmark(name, config.benchmarks[name], registry, source) for name in names]
+    extra = args.tracker or []
+    plans = [plan_benchmark(name, config.benchmarks[name], registry, source, extra) for name in names]
     outs = _run_outs(args.out, [p.name for p in plans])
     if args.dry_run:
         for plan in plans:
@@ -129,8 +131,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 planned_cells={plan.name: [c.cell_id for c in plan.cells]},  # for the leaderboard's missing note
             )
         executor = _executor(args, device, threads)
+        trackers = TrackerSet(registry, plan.trackers)
+        trackers.call("start_run", plan.name, out, plan.config.model_dump(mode="json"))
         counts = run_plan(plan, registry, store, device, fresh=args.fresh, progress=not args.quiet, executor=executor)
         board = leaderboard.render(out)
+        trackers.call("end_run", plan.name, board)
         tally = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
         print(f"{plan.name}: {tally}; leaderboard: {board}")
         print("\n".join(summary.winners(out, plan.name)))
@@ -167,4 +172,7 @@ def add_parser(sub: Any) -> None:
                      help="let K small cells share each GPU (pool and ray)")
     run.add_argument("--ray-address", metavar="ADDR", help="join an existing Ray cluster (default: start a local one)")
     run.add_argument("--threads", type=thread_count, default="auto", metavar="N|auto", help=THREADS_HELP)
+    run.add_argument("--tracker", action="append", metavar="NAME",
+                     help="also show the run to this tracker (repeatable; `harness list` shows them), with its "
+                          "default options unless the benchmark's trackers: sets them")
     run.set_defaults(func=cmd_run)

@@ -229,8 +229,10 @@ class BenchmarkConfig(BaseModel):
     primary_metric: str | None = None
     #: How many prior samples each cell draws into its samples.png grid.
     sample_grid: Annotated[int, Field(ge=0, le=1024)] = 64
+    #: Experiment trackers shown the run (tracker name -> options); never part of a cell's id.
+    trackers: dict[str, Options] = Field(default_factory=dict)
 
-    _named = field_validator("datasets", "priors", "regularizers", "evaluators", mode="before")(
+    _named = field_validator("datasets", "priors", "regularizers", "evaluators", "trackers", mode="before")(
         classmethod(lambda cls, v: named_options(v))
     )
     _lists = field_validator("beta", "seeds", mode="before")(classmethod(lambda cls, v: as_list(v)))

@@ -28,6 +28,9 @@ from harness.images import CONDITIONAL_SAMPLES, save_conditional_samples, save_s
 from harness.run.latent_figures import draw_noted
 from harness.run.result import CellResult, Status
 from harness.run.store import Store
+from harness.run.tracking import TrackerSet
+from harness.trackers import CellEnd, TrackedCell
+from harness.model.checkpoint import CHECKPOINT
 from harness.model.train import build_model, fit_post_hoc, train
 
 OnEpoch = Callable[[int, dict[str, float]], None]
@@ -116,12 +119,14 @@ def run_cell(
     progress: bool,
     on_epoch: OnEpoch | None = None,
     latent_figures: Mapping[str, Any] | None = None,
+    trackers: TrackerSet | None = None,
 ) -> CellResult:
     """Train and evaluate one cell and store its result; never raises for a problem of the cell itself.
 
     ``meta`` (benchmark, primary_metric, directions; torch_threads, fresh_run) is stored with the result.
     ``on_epoch(epoch, mean loss terms)`` is called after each epoch; it may raise ``CellPruned``.
     ``latent_figures``: the benchmark's ``latent_figures:`` options when it selects this cell (drawn once trained).
+    ``trackers`` see the cell start, each epoch's losses and how it ended (``harness.trackers``).
     """
     base = CellResult(Status.DONE, **meta)
     if cell.skip_reason:
@@ -131,9 +136,17 @@ def run_cell(
     started = time.perf_counter()
     notes: list[str] = []  # what a reader should know about how this result came about (a discarded checkpoint)
 
+    live = trackers if trackers else None
+    if live is not None:
+        live.call("start_cell", tracked_cell(cell, store, workdir, device))
+        on_epoch = _tracked_epochs(live, cell.cell_id, on_epoch)
+
     def ended(status: Status, **values: Any) -> CellResult:
         seconds = round(time.perf_counter() - started, 3)
-        return _stored(store, cell, replace(base, status=status, seconds=seconds, notes=notes or None, **values))
+        result = _stored(store, cell, replace(base, status=status, seconds=seconds, notes=notes or None, **values))
+        if live is not None:
+            live.call("end_cell", cell_end(cell, result, workdir))
+        return result
 
     try:
         train_split, test_split = data.get(cell)
@@ -164,6 +177,29 @@ def run_cell(
         notes += draw_noted(store.root, cell, latent_figures, registry)
     # git_commit per cell: the harness code this process runs, whatever the cwd.
     return ended(Status.DONE, metrics=metrics, history=history, device=str(device), git_commit=git_commit())
+
+
+def tracked_cell(cell: Cell, store: Store, workdir: Path, device: torch.device) -> TrackedCell:
+    provenance = {"git_commit": git_commit(), "torch": torch.__version__, "device": str(device)}
+    return TrackedCell(cell.cell_id, cell.benchmark, cell.label, cell.to_json(), cell.dataset, cell.prior,
+                       cell.regularizer, cell.beta, cell.seed, store.root, workdir, provenance)  # fmt: skip
+
+
+def cell_end(cell: Cell, result: CellResult, workdir: Path) -> CellEnd:
+    samples, checkpoint = workdir / "samples.png", workdir / CHECKPOINT
+    return CellEnd(cell.cell_id, str(result.status), dict(result.metrics or {}), result.reason,
+                   samples if samples.is_file() else None, checkpoint if checkpoint.is_file() else None)  # fmt: skip
+
+
+def _tracked_epochs(trackers: TrackerSet, cell_id: str, on_epoch: OnEpoch | None) -> OnEpoch:
+    """``on_epoch`` that first shows the epoch (1-based) to the trackers."""
+
+    def shown(epoch: int, means: dict[str, float]) -> None:
+        trackers.call("log_epoch", cell_id, epoch + 1, dict(means))
+        if on_epoch is not None:
+            on_epoch(epoch, means)
+
+    return shown
 
 
 def _stored(store: Store, cell: Cell, result: CellResult) -> CellResult:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
 from harness.config import BenchmarkConfig
-from harness.grid import Cell, expand, metric_directions, primary_metric, selected_by
+from harness.grid import Cell, expand, metric_directions, primary_metric, resolved_options, selected_by
 from harness.model.checkpoint import CHECKPOINT
 from harness.registry import Registry
 from harness.run import latent_figures
@@ -34,13 +35,24 @@ class Plan:
     config: BenchmarkConfig
     cells: list[Cell]
     directions: dict[str, str]
+    #: The benchmark's trackers (and ``--tracker``'s), with their options resolved.
+    trackers: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
-def plan_benchmark(name: str, bench: BenchmarkConfig, registry: Registry, source: str) -> Plan:
-    """Expand a benchmark and check that every dataset and evaluator can run, before anything trains."""
+def plan_benchmark(
+    name: str, bench: BenchmarkConfig, registry: Registry, source: str, extra_trackers: Sequence[str] = ()
+) -> Plan:
+    """Expand a benchmark and check that every dataset and evaluator can run, before anything trains.
+
+    ``extra_trackers``: names given with ``--tracker`` (default options unless the benchmark sets them).
+    """
     cells = expand(name, bench, registry, source)
-    check_available(cells, registry, f"{source}: benchmarks.{name}", bench.models)
-    return Plan(name, bench, cells, metric_directions(registry, cells[0].evaluators))
+    at = f"{source}: benchmarks.{name}"
+    check_available(cells, registry, at, bench.models)
+    wanted = {**{t: {} for t in extra_trackers}, **bench.trackers}
+    where = {t: f"{at}.trackers.{t}" if t in bench.trackers else f"--tracker {t}" for t in wanted}
+    trackers = tuple((t, resolved_options(registry, "tracker", t, raw, where[t])) for t, raw in wanted.items())
+    return Plan(name, bench, cells, metric_directions(registry, cells[0].evaluators), trackers)
 
 
 def run_plan(
@@ -109,7 +121,8 @@ def _tasks(
     stored = [cell.to_json() for cell in cells]  # to_json hashes the cell: once each
     return [
         CellTask(data, plan.name, out=str(store.root), device=str(device), fresh=fresh, progress=progress,
-                 fresh_run=run, latent_figures=latent if latent and selected_by(data, latent) else None, **meta)
+                 fresh_run=run, latent_figures=latent if latent and selected_by(data, latent) else None,
+                 trackers=plan.trackers, **meta)
         for data in stored
     ]
 

@@ -31,6 +31,8 @@ class CellTask:
     wait: bool = False
     #: The benchmark's ``latent_figures:`` options when they select this cell, else None.
     latent_figures: dict[str, Any] | None = None
+    #: The trackers shown this cell: (name, resolved options) pairs.
+    trackers: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     @property
     def cell_id(self) -> str:

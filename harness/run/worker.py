@@ -3,6 +3,8 @@ no run; and the failed result recorded for a cell whose process died."""
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from harness.run.cell import DataCache, run_cell
 from harness.run.result import FINISHED, CellResult, Outcome, Status
 from harness.run.store import Store
 from harness.run.task import CellTask
+from harness.run.tracking import TrackerSet
 
 @dataclass
 class _ProcessCaches:
@@ -22,6 +25,8 @@ class _ProcessCaches:
 
     registry: Registry | None = None
     data: dict[str, DataCache] = field(default_factory=dict)
+    #: One set per tracker configuration, so a tracker switched off stays off for the rest of the run.
+    trackers: dict[str, TrackerSet] = field(default_factory=dict)
 
 
 _CACHES = _ProcessCaches()
@@ -73,6 +78,15 @@ def _data_cache(registry: Registry, device: str) -> DataCache:
     return cache
 
 
+def _tracker_set(registry: Registry, specs: tuple[tuple[str, dict[str, Any]], ...]) -> TrackerSet | None:
+    if not specs:
+        return None
+    key = json.dumps(specs, sort_keys=True, default=str)
+    if key not in _CACHES.trackers:
+        _CACHES.trackers[key] = TrackerSet(registry, specs)
+    return _CACHES.trackers[key]
+
+
 def run_task(task: CellTask, registry: Registry) -> Outcome:
     """Run one cell unless it needs no run.
 
@@ -101,7 +115,8 @@ def run_task(task: CellTask, registry: Registry) -> Outcome:
             meta["fresh_run"] = task.fresh_run.id
         cache = _data_cache(registry, task.device)
         result = run_cell(cell, meta, registry, store, cache, torch.device(task.device), Path(task.out) / "cache",
-                          task.progress, latent_figures=task.latent_figures)
+                          task.progress, latent_figures=task.latent_figures,
+                          trackers=_tracker_set(registry, task.trackers))
     return result.outcome
 
 
