@@ -76,10 +76,15 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+#: A trial is killed only this early in its training (the searches here train 8 to 12 epochs a trial).
+EARLY_EPOCHS = 2
+
+
 @contextmanager
 def sigkill_a_worker_mid_trial(study: Callable[[], optuna.Study]) -> Iterator[dict[str, Any]]:
-    """While the block runs a search, SIGKILL the worker process of the first trial seen running with an epoch
-    reported (so mid-training); yields {"victim": that trial} once it is done."""
+    """While the block runs a search, SIGKILL the worker process of the first trial seen running with one to
+    ``EARLY_EPOCHS`` epochs reported (so mid-training, and far from its end: a trial seen in its last epoch can
+    finish between the look and the kill on a busy machine); yields {"victim": that trial} once it is done."""
     caught: dict[str, Any] = {}
     stop = threading.Event()
 
@@ -91,7 +96,7 @@ def sigkill_a_worker_mid_trial(study: Callable[[], optuna.Study]) -> Iterator[di
                 running = []
             for trial in running:
                 pid = int(str(trial.user_attrs.get("worker", ":0")).rsplit(":", 1)[1])
-                if trial.intermediate_values and pid and pid != os.getpid():
+                if 0 < len(trial.intermediate_values) <= EARLY_EPOCHS and pid and pid != os.getpid():
                     os.kill(pid, signal.SIGKILL)
                     caught["victim"] = trial
                     return
