@@ -41,7 +41,8 @@ class TrackedCell:
 
 @dataclass(frozen=True)
 class CellEnd:
-    """How a cell ended: ``status`` is done, failed or pruned; ``reason`` says why it did not finish."""
+    """How a cell ended: ``status`` is done, failed, pruned or skipped (its architecture cannot model the data);
+    ``reason`` says why it did not finish."""
 
     cell_id: str
     status: str

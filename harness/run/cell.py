@@ -154,7 +154,10 @@ def run_cell(
         arch = registry.get("architecture", cell.model["architecture"])(**cell.model["architecture_options"])
         reason = arch.incompatibility(data_shape)
         if reason:
-            return _stored(store, cell, replace(base, status=Status.SKIPPED, reason=reason))
+            skipped = _stored(store, cell, replace(base, status=Status.SKIPPED, reason=reason))
+            if live is not None:
+                live.call("end_cell", cell_end(cell, skipped, workdir))  # it was shown starting
+            return skipped
         torch.manual_seed(cell.seed)
         model = build_model(cell, registry, data_shape, device, condition_shape(train_split))
         history = train(cell, model, train_split, workdir, progress=progress, on_epoch=on_epoch, notes=notes)
