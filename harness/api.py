@@ -364,11 +364,13 @@ class TrainedModel:
             return None
         return as_float(cond.to(self.device))
 
-    def test_conditions(self, n: int, start: int = 0) -> Tensor:
-        """Conditions ``start .. start + n`` of the test split, cycling when ``n`` exceeds it."""
+    def test_conditions(self, n: int, start: int = 0, among: int | None = None) -> Tensor:
+        """Conditions ``start .. start + n`` of the test split, cycling through its first ``among`` (all by
+        default)."""
         if self.conditions is None:
             raise ValueError("this model is unconditional: it has no test conditions")
-        index = torch.arange(start, start + n, device=self.conditions.device) % self.conditions.shape[0]
+        count = self.conditions.shape[0] if among is None else min(among, self.conditions.shape[0])
+        index = torch.arange(start, start + n, device=self.conditions.device) % count
         return self.conditions[index]
 
     def encode(self, x: Tensor, cond: Tensor | None = None) -> GaussianPosterior:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from harness.api import DataSplit, TrainedModel
+from harness.api import DataSplit, TrainedModel, as_float
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -46,9 +46,9 @@ def save_conditional_samples(model: TrainedModel, test: DataSplit, path: Path, c
     with torch.inference_mode():
         drawn = model.sample(n * samples, cond.repeat_interleave(samples, dim=0)).float().cpu()
     channels = test.x.shape[1]
-    columns = [_as_channels(test.x[:n].float().div(255.0), channels)]
+    columns = [_as_channels(as_float(test.x[:n]), channels)]
     if cond.dim() == 4:
-        columns.insert(0, _as_channels(cond.float().cpu().div(255.0 if cond.dtype == torch.uint8 else 1.0), channels))
+        columns.insert(0, _as_channels(as_float(cond).cpu(), channels))
     rows = torch.cat([torch.stack(columns, dim=1), drawn.view(n, samples, *drawn.shape[1:])], dim=1)
     from torchvision.utils import save_image
 

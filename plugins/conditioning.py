@@ -43,3 +43,16 @@ class ConditionEncoder(nn.Module):
         # Conditions arrive as float32 (or integer labels); the network may have been moved to float64.
         weight = next(self.parameters())
         return self.net(y.to(device=weight.device, dtype=weight.dtype))
+
+
+def condition_features(net: ConditionEncoder | None, cond: Tensor | None, like: Tensor, prior: str) -> Tensor | None:
+    """What a conditional prior's layers read: ``net``'s features of ``cond`` in ``like``'s dtype (one row per code
+    of ``like``), None for an unconditional prior (``net`` None); a clear error when the condition is missing."""
+    if net is None:
+        return None
+    if cond is None:
+        shape = ", ".join(map(str, net.shape))
+        raise ValueError(f"prior {prior!r} is conditioned on the data and needs cond of shape [B, {shape}]")
+    if cond.shape[0] != like.shape[0]:
+        raise ValueError(f"cond has {cond.shape[0]} rows for {like.shape[0]} codes")
+    return net(cond).to(like.dtype)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import torch
 from torch import Tensor
 
 from harness import TrainedModel
@@ -20,7 +19,5 @@ def sample_pairs(model: TrainedModel, pairs: int, batch_size: int, conditions: i
             first, second = model.sample(2 * n).chunk(2)
             yield first, second
             continue
-        used = min(conditions, model.conditions.shape[0])
-        index = (torch.arange(start, start + n, device=model.conditions.device) % used)
-        cond = model.conditions[index]
+        cond = model.test_conditions(n, start, among=conditions)
         yield model.sample(n, cond), model.sample(n, cond)

@@ -25,7 +25,7 @@ from torch import Tensor
 from harness import Prior, hookimpl
 from harness.api import checked_options
 from harness_plugins.architectures.mlp import stack
-from harness_plugins.conditioning import ConditionEncoder
+from harness_plugins.conditioning import ConditionEncoder, condition_features
 from harness_plugins.priors.realnvp import ActNorm
 
 #: The linear β schedule's ends for 1000 steps (Ho et al.), rescaled to ``steps`` so ᾱ_T is about the same.
@@ -85,11 +85,7 @@ class DiffusionPrior(Prior):
             self.actnorm.requires_grad_(False)
 
     def _context(self, cond: Tensor | None, like: Tensor) -> Tensor | None:
-        if self.condition_net is None:
-            return None
-        if cond is None:
-            raise ValueError("this diffusion prior is conditioned on the data and needs cond")
-        return self.condition_net(cond).to(like.dtype)
+        return condition_features(self.condition_net, cond, like, self.name)
 
     def predict_noise(self, u_t: Tensor, t: Tensor, context: Tensor | None = None) -> Tensor:
         """ε_θ(u_t, t) for noised standardised codes u_t [B, D] at steps t [B] (long, 0-based)."""

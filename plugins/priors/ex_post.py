@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from harness import GaussianPosterior, Prior, hookimpl, standard_normal_log_prob
 from harness.api import checked_options
 from harness_plugins.priors.diffusion import DiffusionPrior
+from harness_plugins.priors.fitting import fit_to_codes
 from harness_plugins.priors.zuko_flows import FlowName, ZukoPrior
 
 FitSteps = Annotated[int, Field(ge=1, description="Adam steps of the ex-post fit")]
@@ -66,19 +67,9 @@ class ExPostFitted:
     def fit_post_hoc(self, z: Tensor) -> None:
         module: Any = self
         codes = z.detach().to(device=module.device, dtype=module.dtype)
-        was_training = module.training
-        module.train(True)
         self.fitted.fill_(True)  # from here on the prior's own density and loss
-        params = [p for p in module.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=self.fit_lr)
-        with torch.enable_grad():
-            for _ in range(self.fit_steps):
-                idx = torch.randint(0, codes.shape[0], (min(self.fit_batch_size, codes.shape[0]),))
-                loss = super().fit_loss(codes[idx])  # type: ignore[misc]
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward(inputs=params)
-                optimizer.step()
-        module.train(was_training)
+        own_loss = super().fit_loss  # type: ignore[misc]
+        fit_to_codes(module, own_loss, codes, self.fit_steps, self.fit_lr, self.fit_batch_size)
 
 
 class ZukoExPostPrior(ExPostFitted, ZukoPrior):

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from harness import Prior, hookimpl, standard_normal_log_prob
 from harness.api import checked_options
-from harness_plugins.conditioning import ConditionEncoder
+from harness_plugins.conditioning import ConditionEncoder, condition_features
 
 #: |log-scale| of one coupling is at most this: each coupling stretches or shrinks by at most e² per dimension.
 SCALE_BOUND = 2.0
@@ -167,17 +167,12 @@ class RealNVPPrior(Prior):
         for an unconditional prior. Computed once per call and shared by every coupling."""
         if not self.cond_dim:
             return None
+        if self.condition_net is not None:
+            return condition_features(self.condition_net, cond, like, "realnvp")
         if cond is None:
-            if self.condition_net is not None:
-                shape = ", ".join(map(str, self.condition_net.shape))
-                raise ValueError(f"prior 'realnvp' is conditioned on the data and needs cond of shape [B, {shape}]")
             raise ValueError(
                 f"prior 'realnvp' has cond_dim={self.cond_dim} and needs cond of shape [B, {self.cond_dim}]"
             )
-        if self.condition_net is not None:
-            if cond.shape[0] != batch:
-                raise ValueError(f"cond has {cond.shape[0]} rows for {batch} codes")
-            return self.condition_net(cond.to(device=like.device)).to(like.dtype)
         if cond.shape != (batch, self.cond_dim):
             raise ValueError(f"cond has shape {list(cond.shape)}, expected [{batch}, {self.cond_dim}]")
         # Conditions may arrive as integer labels or attributes.

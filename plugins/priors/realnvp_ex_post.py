@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from harness import GaussianPosterior, Prior, hookimpl, standard_normal_log_prob
 from harness.api import checked_options
+from harness_plugins.priors.fitting import fit_to_codes
 from harness_plugins.priors.realnvp import RealNVPPrior
 
 
@@ -88,18 +89,8 @@ class RealNVPExPostPrior(RealNVPPrior):
 
     def fit_post_hoc(self, z: Tensor) -> None:
         codes = z.detach().to(device=self.device, dtype=self.dtype)
-        was_training = self.training
-        self.train(True)
-        optimizer = torch.optim.Adam(super().parameters(), lr=self.lr)
         self.fitted.fill_(True)  # log_prob below is the flow's
-        with torch.enable_grad():
-            for _ in range(self.steps):
-                idx = torch.randint(0, codes.shape[0], (min(self.batch_size, codes.shape[0]),))
-                loss = -self.log_prob(codes[idx]).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-        self.train(was_training)
+        fit_to_codes(self, lambda batch: -self.log_prob(batch).mean(), codes, self.steps, self.lr, self.batch_size)
 
 
 @hookimpl

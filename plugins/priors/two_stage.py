@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from harness import GaussianPosterior, Prior, hookimpl
 from harness.api import checked_options
 from harness_plugins.architectures.mlp import stack
+from harness_plugins.priors.fitting import fit_to_codes
 
 
 class TwoStagePrior(Prior):
@@ -91,19 +92,8 @@ class TwoStagePrior(Prior):
         codes = z.detach().to(device=self.device, dtype=self.dtype)
         self.centre.copy_(codes.mean(dim=0))
         self.scale.copy_(codes.std(dim=0).clamp_min(1e-6))
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=self.fit_lr)
-        was_training = self.training
-        self.train(True)
-        with torch.enable_grad():
-            for _ in range(self.fit_steps):
-                idx = torch.randint(0, codes.shape[0], (min(self.fit_batch_size, codes.shape[0]),))
-                loss = -self.elbo(codes[idx]).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward(inputs=params)
-                optimizer.step()
+        fit_to_codes(self, lambda batch: -self.elbo(batch).mean(), codes, self.fit_steps, self.fit_lr, self.fit_batch_size)
         self.fitted.fill_(True)
-        self.train(was_training)
 
 
 @hookimpl

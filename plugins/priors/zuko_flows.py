@@ -24,7 +24,7 @@ from torch import Tensor
 
 from harness import Prior, hookimpl
 from harness.api import checked_options
-from harness_plugins.conditioning import ConditionEncoder
+from harness_plugins.conditioning import ConditionEncoder, condition_features
 from harness_plugins.priors.realnvp import ActNorm
 
 #: Every flow family zuko provides, by lower-case class name.
@@ -85,11 +85,7 @@ class ZukoPrior(Prior):
         self.actnorm = ActNorm(latent_dim) if standardize else None
 
     def _context(self, cond: Tensor | None, like: Tensor) -> Tensor | None:
-        if self.condition_net is None:
-            return None
-        if cond is None:
-            raise ValueError(f"this zuko prior is conditioned on the data and needs cond of shape [B, {self.condition_net.shape}]")
-        return self.condition_net(cond).to(like.dtype)
+        return condition_features(self.condition_net, cond, like, self.name)
 
     def _standardized(self, z: Tensor) -> tuple[Tensor, Tensor]:
         if self.actnorm is None:
