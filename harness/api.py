@@ -383,8 +383,11 @@ class TrainedModel:
 
     def decode(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
         """The decoder mean for codes ``z`` (and conditions); images are clipped to [0, 1]."""
+        return self._decode(z, self._cond(cond, "decode"))
+
+    def _decode(self, z: Tensor, y: Tensor | None) -> Tensor:
+        """``decode`` for conditions already as the networks take them."""
         z = z.to(self.device)
-        y = self._cond(cond, "decode")
         out = self._output_mean(self.decoder(z) if y is None else self.decoder(z, y))
         return out.clamp(0.0, 1.0) if len(self.data_shape) > 1 else out
 
@@ -394,4 +397,4 @@ class TrainedModel:
         if cond is None and self.conditional:
             cond = self.test_conditions(n)
         y = self._cond(cond, "sample")
-        return self.decode(self.prior.sample(n, y), cond)
+        return self._decode(self.prior.sample(n, y), y)
