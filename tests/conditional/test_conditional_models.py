@@ -117,3 +117,36 @@ def test_paired_images_train_a_conditional_unet_from_their_own_condition(tmp_pat
     (result,) = [json.loads(p.read_text()) for p in out.glob("cells/*/result.json")]
     assert result["status"] == "done" and "condition" not in result["cell"]["dataset_options"]
     assert (out / "cells" / result["cell"]["cell_id"] / "conditional-samples.png").is_file()
+
+
+class _PointPrior(torch.nn.Module):
+    """Every code is the same: a decoder fed by it cannot vary with z (a collapsed sampler)."""
+
+    conditional = True
+
+    def sample(self, n: int, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.ones(n, 4)
+
+
+def test_latent_usage_of_a_collapsed_sampler_is_zero_while_the_condition_still_moves_the_output():
+    from torch import nn
+
+    from harness.api import EvalData, TrainedModel
+    from harness_plugins.evaluators.latent_usage import LatentUsageEvaluator
+
+    class Decoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Linear(4 + 64, 64)
+
+        def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return self.net(torch.cat([z, y.flatten(1)], dim=1)).view(-1, 1, 8, 8)
+
+    torch.manual_seed(0)
+    conditions = torch.randint(0, 256, (20, 1, 8, 8), dtype=torch.uint8)
+    model = TrainedModel(nn.Identity(), Decoder(), _PointPrior(), torch.sigmoid, 4, (1, 8, 8),  # type: ignore[arg-type]
+                         torch.device("cpu"), 0, None, conditions)  # fmt: skip
+    with torch.inference_mode():
+        usage = LatentUsageEvaluator(pairs=40, batch_size=10).evaluate(model, None)  # type: ignore[arg-type]
+    assert usage["z"] == 0.0 and usage[""] == 0.0
+    assert usage["y"] > 0.01
