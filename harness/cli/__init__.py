@@ -1,4 +1,4 @@
-"""The ``harness`` command: run | search | list | describe | validate | leaderboard | new-plugin.
+"""The ``harness`` command: run | search | list | describe | validate | leaderboard | report | new-plugin.
 
 Exit status: 0 every cell done (or skipped with a reason), 1 some cell failed, 2 bad input.
 
@@ -7,8 +7,8 @@ a run that meets a cell another is running waits for it and takes its outcome, s
 every cell. ``--fresh`` runs on one folder form one fresh run (``OUT/fresh-run.json``): a cell is redone once,
 and a ``--fresh`` rerun after an interruption continues it rather than starting over.
 
-``common`` holds what the commands share, ``run`` the run command, ``describe`` a plugin's options, ``commands``
-the others.
+``common`` holds what the commands share, ``run`` the run command, ``describe`` a plugin's options, ``report``
+the HTML page, ``commands`` the others.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from harness import __version__
-from harness.cli import commands, describe, run
+from harness.cli import commands, describe, report, run
 from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, Parser
 from harness.config import ConfigError
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_parser(sub)
     commands.add_parsers(sub)
     describe.add_parser(sub)
+    report.add_parser(sub)
     return parser
 
 

@@ -9,6 +9,7 @@ import json
 import math
 import shlex
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,21 +75,45 @@ def _fmt(mean: float, std: float, count: int) -> str:
     return f"{mean:.4g} ± {std:.2g}"
 
 
-def _ranked(frame: pd.DataFrame, primary: str, directions: dict[str, str]) -> list[list[Any]]:
-    """One row per configuration (seeds pooled), best first by ``primary``."""
+@dataclass(frozen=True)
+class RankedConfig:
+    """One configuration of a benchmark with its seeds pooled: ``key`` holds GROUP's values (β "–" when it has
+    none), ``stats`` metric -> (mean, std, count), ``cells`` the ids of its seeds' cells."""
+
+    key: dict[str, Any]
+    stats: dict[str, tuple[float, float, int]]
+    seeds: int
+    cells: list[str]
+
+
+def metric_order(frame: pd.DataFrame, primary: str) -> list[str]:
+    """The metrics measured, the primary one first."""
+    return sorted(frame["metric"].unique(), key=lambda m: (m != primary, m))
+
+
+def ranked_configs(frame: pd.DataFrame, primary: str, directions: dict[str, str]) -> list[RankedConfig]:
+    """One entry per configuration (seeds pooled), best first by ``primary``; those without it last."""
     frame = frame.assign(beta=frame["beta"].astype(object).where(frame["beta"].notna(), "–"))
-    metrics = sorted(frame["metric"].unique(), key=lambda m: (m != primary, m))
     sign = 1.0 if directions.get(primary, "min") == "min" else -1.0
     groups = []
     for key, group in frame.groupby(GROUP, sort=True, dropna=False):
         by_metric = group.groupby("metric")["value"]
         stats = {m: (s.mean(), s.std(), s.count()) for m, s in by_metric}
         order = sign * stats[primary][0] if primary in stats else math.inf
-        groups.append((order, dict(zip(GROUP, key)), stats, group["seed"].nunique()))
+        cells = group.drop_duplicates("cell_id").sort_values("seed")["cell_id"].tolist()
+        groups.append((order, RankedConfig(dict(zip(GROUP, key)), stats, group["seed"].nunique(), cells)))
     groups.sort(key=lambda g: g[0])
-    named = any(key["model"] != "–" for _, key, _, _ in groups)
+    return [config for _, config in groups]
+
+
+def _ranked(frame: pd.DataFrame, primary: str, directions: dict[str, str]) -> list[list[Any]]:
+    """One row per configuration (seeds pooled), best first by ``primary``."""
+    metrics = metric_order(frame, primary)
+    configs = ranked_configs(frame, primary, directions)
+    named = any(c.key["model"] != "–" for c in configs)
     rows = []
-    for rank, (_, key, stats, seeds) in enumerate(groups, start=1):
+    for rank, config in enumerate(configs, start=1):
+        key, stats, seeds = config.key, config.stats, config.seeds
         beta = key["beta"] if key["beta"] == "–" else f"{key['beta']:g}"
         cells = [rank, *([key["model"]] if named else []), key["dataset"], key["prior"], key["prior_options"]]
         cells += [key["regularizer"], beta, seeds, *(_fmt(*stats[m]) if m in stats else "" for m in metrics)]
@@ -102,13 +127,14 @@ def _arrow(direction: str) -> str:
 
 
 def render(out_dir: Path) -> Path:
-    """Write ``results.csv`` and ``leaderboard.md`` into ``out_dir`` from its stored results."""
+    """Write ``results.csv``, ``leaderboard.md`` and the HTML page ``index.html`` into ``out_dir`` from its stored
+    results."""
     out_dir = Path(out_dir)
     results = Store(out_dir).results()
     long = long_table(results, out_dir / "cells")
     # Atomic: a reader (a notebook, a dashboard) polling these files during a run never sees them half written.
     write_atomic(under(out_dir, "results.csv"), long.to_csv(index=False))
-    provenance = _read_json(out_dir / "provenance.json")
+    provenance = read_json(out_dir / "provenance.json")
 
     lines: list[str] = []
     benchmarks = sorted({r.benchmark for r in results} or {out_dir.name})
@@ -118,7 +144,7 @@ def render(out_dir: Path) -> Path:
         description = provenance.get("descriptions", {}).get(bench)
         if description:
             lines.append(f"{description}\n")
-        lines.append(_missing_note(provenance, bench, results, Store(out_dir).fresh_run() is not None))
+        lines.append(missing_note(provenance, bench, results, Store(out_dir).fresh_run() is not None))
         done = [r for r in mine if r.status == Status.DONE]
         if done:
             primary = done[-1].primary_metric
@@ -146,10 +172,13 @@ def render(out_dir: Path) -> Path:
     lines.append(_provenance_section(provenance, [r for r in results if r.status == Status.DONE]))
     path = under(out_dir, "leaderboard.md")
     write_atomic(path, "\n".join(line for line in lines if line))
+    from harness.report import html  # here, not above: the page reuses this module's tables
+
+    html.render(out_dir)
     return path
 
 
-def _missing_note(
+def missing_note(
     provenance: dict[str, Any], bench: str, results: list[CellResult], fresh_unfinished: bool
 ) -> str:
     """Say how many cells the last run that trained planned but this folder holds no done (or skipped) result for:
@@ -175,7 +204,7 @@ def _missing_note(
             "to finish.\n")
 
 
-def _label(cell: dict[str, Any], with_seed: bool = True) -> str:
+def cell_label(cell: dict[str, Any], with_seed: bool = True) -> str:
     return Cell.from_json(cell).describe(with_seed)
 
 
@@ -183,16 +212,26 @@ def _figures_section(
     out_dir: Path, bench: str, frame: pd.DataFrame, primary: str, directions: dict[str, str], done: list[CellResult]
 ) -> str:
     direction = directions.get(primary, "min")
-    vs_beta = atomic_figure(lambda p: metric_vs_beta(frame, primary, direction, p),
-                             under(out_dir, f"{bench}-{primary}-vs-beta.png"))
-    bars = atomic_figure(lambda p: metric_bars(frame, primary, direction, p), under(out_dir, f"{bench}-{primary}.png"))
-    overview = atomic_figure(lambda p: samples_overview(out_dir, done, p), under(out_dir, f"{bench}-samples.png"))
-    conditional = atomic_figure(lambda p: conditional_overview(out_dir, done, p),
-                                under(out_dir, f"{bench}-conditional-samples.png"))
-    figures = ((f"{primary} against β", vs_beta), (primary, bars), ("samples", overview),
-               ("conditional samples (paper Fig. 7)", conditional))
-    links = [f"![{name}]({p.name})" for name, p in figures if p is not None]
+    draw = {
+        "vs-beta": lambda p: metric_vs_beta(frame, primary, direction, p),
+        "bars": lambda p: metric_bars(frame, primary, direction, p),
+        "samples": lambda p: samples_overview(out_dir, done, p),
+        "conditional": lambda p: conditional_overview(out_dir, done, p),
+    }
+    drawn = [(title, atomic_figure(draw[kind], path)) for kind, title, path in figure_paths(out_dir, bench, primary)]
+    links = [f"![{name}]({p.name})" for name, p in drawn if p is not None]
     return "## Figures\n\n" + "\n\n".join(links) + "\n" if links else ""
+
+
+def figure_paths(out_dir: Path, bench: str, primary: str) -> list[tuple[str, str, Path]]:
+    """The benchmark's figures (kind, title, where it is drawn): the leaderboard draws them, the HTML page shows
+    those on disk."""
+    return [
+        ("vs-beta", f"{primary} against β", under(out_dir, f"{bench}-{primary}-vs-beta.png")),
+        ("bars", primary, under(out_dir, f"{bench}-{primary}.png")),
+        ("samples", "samples", under(out_dir, f"{bench}-samples.png")),
+        ("conditional", "conditional samples (paper Fig. 7)", under(out_dir, f"{bench}-conditional-samples.png")),
+    ]
 
 
 def _latent_section(out_dir: Path, options: dict[str, Any] | None, done: list[CellResult]) -> str:
@@ -210,16 +249,16 @@ def _latent_section(out_dir: Path, options: dict[str, Any] | None, done: list[Ce
         return ("## Latent space\n\nNo latent figures were drawn for the selected cell: they are drawn when it is "
                 "run, from its checkpoint (see its result's notes).\n")
     body = "\n\n".join(f"**{name}**\n\n![{name}]({p.relative_to(out_dir).as_posix()})" for name, p in drawn)
-    return f"## Latent space ({_label(result.cell)})\n\n{body}\n"
+    return f"## Latent space ({cell_label(result.cell)})\n\n{body}\n"
 
 
 def _samples_section(out_dir: Path, done: list[CellResult]) -> str:
     """One line per configuration, linking each seed's sample grid."""
     by_config: dict[str, list[str]] = {}
-    for r in sorted(done, key=lambda r: (_label(r.cell, with_seed=False), r.cell["seed"])):
+    for r in sorted(done, key=lambda r: (cell_label(r.cell, with_seed=False), r.cell["seed"])):
         png = Path("cells") / r.cell["cell_id"] / "samples.png"
         if (out_dir / png).exists():
-            by_config.setdefault(_label(r.cell, with_seed=False), []).append(
+            by_config.setdefault(cell_label(r.cell, with_seed=False), []).append(
                 f"[seed {r.cell['seed']}]({png.as_posix()})"
             )
     lines = [f"- {label}: {' · '.join(links)}" for label, links in by_config.items()]
@@ -229,7 +268,7 @@ def _samples_section(out_dir: Path, done: list[CellResult]) -> str:
 def _problem_section(title: str, results: list[CellResult]) -> str:
     if not results:
         return ""
-    rows = [[r.cell["cell_id"], _label(r.cell), r.reason or ""] for r in results]
+    rows = [[r.cell["cell_id"], cell_label(r.cell), r.reason or ""] for r in results]
     rows.sort(key=lambda row: row[1])
     return f"## {title}\n\n" + tabulate(rows, headers=["cell", "config", "reason"], tablefmt="github") + "\n"
 
@@ -260,7 +299,7 @@ def _provenance_section(provenance: dict[str, Any], done: list[CellResult]) -> s
     )
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
