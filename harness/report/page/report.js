@@ -106,7 +106,7 @@ function leaderboardTable(bench, section) {
   const named = bench.configs.some((c) => c.model && c.model !== "–");
   const keys = [["rank", "rank"], ...(named ? [["model", "model"]] : []), ["dataset", "dataset"], ["prior", "prior"],
                 ["prior_options", "options"], ["regularizer", "regularizer"], ["beta", "β"], ["seeds", "seeds"]];
-  const columns = keys.map(([key, title]) => ({ data: key, title, name: key }));
+  const columns = keys.map(([key, title]) => ({ data: key, title, name: key, className: key === "prior_options" ? "options" : "" }));
   const firstMetric = columns.length;
   for (const metric of bench.metrics) {
     const direction = bench.directions[metric] || "min";
@@ -131,7 +131,7 @@ function leaderboardTable(bench, section) {
     order: [[columns.findIndex((c) => c.name === "dataset"), "asc"], [0, "asc"]],
     layout: { top1: "searchPanes" },
     searchPanes: { columns: panes, layout: `columns-${Math.min(panes.length, 4)}`, cascadePanes: true,
-                   initCollapsed: false, dtOpts: { select: { style: "multi" } } },
+                   initCollapsed: false, dtOpts: { select: { style: "multi" }, scrollY: "10.5em", scrollCollapse: true } },
     language: { searchPanes: { title: "Filter: %d selected", emptyPanes: "" } },
   });
   return { datatable, metricColumn: (metric) => firstMetric + bench.metrics.indexOf(metric) };
