@@ -160,7 +160,8 @@ function metricControls(bench, section, board, chart) {
 
 function claimsSection(bench) {
   if (!bench.claims.length) return null;
-  const verdictClass = (verdict) => `verdict-${verdict.split(/[\s:]/)[0]}`;
+  // Green for supported / holds, red for not supported / does not hold; "not measured" and the rest plain.
+  const verdictClass = (verdict) => (verdict.startsWith("not measured") ? "" : `verdict-${verdict.split(/[\s:]/)[0]}`);
   const rows = bench.claims.map((c) => element("tr", {},
     element("td", { text: c.claim }), element("td", { text: c.measured }),
     element("td", { class: verdictClass(c.verdict), text: c.verdict })));
