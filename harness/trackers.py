@@ -37,6 +37,10 @@ class TrackedCell:
     cell_dir: Path
     #: What produced it: the harness's git commit, torch's version, the device.
     provenance: Mapping[str, Any]
+    #: For a trial of ``harness search``: the search's name and the trial's Optuna number (None for ``harness run``).
+    #: A tracker may show the trials of one search together (the ``mlflow`` tracker nests them under one run).
+    search: str | None = None
+    trial: int | None = None
 
 
 @dataclass(frozen=True)

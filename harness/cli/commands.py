@@ -80,16 +80,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from harness import search
+    from harness.run.plan import resolve_trackers
 
     device = choose_device(args.device)
     config = load_config(args.config)
     registry = load_plugins()
     found = search.resolve(config, args.search, registry, str(args.config))
     search.check_available(found, registry)
+    # The search's benchmark's trackers: and --tracker's, checked before any trial trains.
+    trackers = resolve_trackers(found.bench, registry, f"{found.source}: benchmarks.{found.bench_name}",
+                                args.tracker or [])
     out = Path(args.out) if args.out else under(Path("leaderboards"), f"search-{found.name}")
     check_out_folder(out, "--out" if args.out else "leaderboards")
     summary = search.run(found, registry, out, storage_spec=args.storage, trials=args.trials, workers=args.workers,
-                         device=device, quiet=args.quiet, threads=args.threads)
+                         device=device, quiet=args.quiet, threads=args.threads, trackers=trackers)
     print(summary.text)
     return EXIT_OK if summary.ok else EXIT_FAILED
 
@@ -172,6 +176,9 @@ def add_parsers(sub: Any) -> None:
     srch.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     srch.add_argument("--quiet", "-q", action="store_true", help="no line per trial")
     srch.add_argument("--threads", type=thread_count, default="auto", metavar="N|auto", help=THREADS_HELP)
+    srch.add_argument("--tracker", action="append", metavar="NAME",
+                      help="also show the trials to this tracker (repeatable; `harness list` shows them), with its "
+                           "default options unless the search's benchmark's trackers: sets them")
     srch.set_defaults(func=cmd_search)
     validate = sub.add_parser("validate",
                               help="check a config (plugins, options, metrics, data, weights) without training",
@@ -198,6 +205,7 @@ def add_parsers(sub: Any) -> None:
                      help="the package folder to write (default: ./harness-KIND-NAME)")
     new.set_defaults(func=cmd_new_plugin)
 
-    board = sub.add_parser("leaderboard", help="re-render results.csv and leaderboard.md from a results folder")
+    board = sub.add_parser("leaderboard",
+                           help="re-render results.csv, leaderboard.md and index.html from a results folder")
     board.add_argument("dir", help="a folder written by `harness run` (e.g. leaderboards/quick)")
     board.set_defaults(func=cmd_leaderboard)

@@ -120,13 +120,16 @@ def run_cell(
     on_epoch: OnEpoch | None = None,
     latent_figures: Mapping[str, Any] | None = None,
     trackers: TrackerSet | None = None,
+    *,
+    trial: tuple[str, int] | None = None,
 ) -> CellResult:
     """Train and evaluate one cell and store its result; never raises for a problem of the cell itself.
 
     ``meta`` (benchmark, primary_metric, directions; torch_threads, fresh_run) is stored with the result.
     ``on_epoch(epoch, mean loss terms)`` is called after each epoch; it may raise ``CellPruned``.
     ``latent_figures``: the benchmark's ``latent_figures:`` options when it selects this cell (drawn once trained).
-    ``trackers`` see the cell start, each epoch's losses and how it ended (``harness.trackers``).
+    ``trackers`` see the cell start, each epoch's losses and how it ended (``harness.trackers``); ``trial``
+    (search name, Optuna trial number) tells them the cell is a search's trial.
     """
     base = CellResult(Status.DONE, **meta)
     if cell.skip_reason:
@@ -138,7 +141,7 @@ def run_cell(
 
     live = trackers if trackers else None
     if live is not None:
-        live.call("start_cell", tracked_cell(cell, store, workdir, device))
+        live.call("start_cell", tracked_cell(cell, store, workdir, device, trial))
         on_epoch = _tracked_epochs(live, cell.cell_id, on_epoch)
 
     def ended(status: Status, **values: Any) -> CellResult:
@@ -182,10 +185,13 @@ def run_cell(
     return ended(Status.DONE, metrics=metrics, history=history, device=str(device), git_commit=git_commit())
 
 
-def tracked_cell(cell: Cell, store: Store, workdir: Path, device: torch.device) -> TrackedCell:
+def tracked_cell(cell: Cell, store: Store, workdir: Path, device: torch.device,
+                 trial: tuple[str, int] | None = None) -> TrackedCell:
     provenance = {"git_commit": git_commit(), "torch": torch.__version__, "device": str(device)}
+    search, number = trial if trial is not None else (None, None)
     return TrackedCell(cell.cell_id, cell.benchmark, cell.label, cell.to_json(), cell.dataset, cell.prior,
-                       cell.regularizer, cell.beta, cell.seed, store.root, workdir, provenance)  # fmt: skip
+                       cell.regularizer, cell.beta, cell.seed, store.root, workdir, provenance,
+                       search, number)  # fmt: skip
 
 
 def cell_end(cell: Cell, result: CellResult, workdir: Path) -> CellEnd:

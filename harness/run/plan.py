@@ -49,10 +49,19 @@ def plan_benchmark(
     cells = expand(name, bench, registry, source)
     at = f"{source}: benchmarks.{name}"
     check_available(cells, registry, at, bench.models)
+    trackers = resolve_trackers(bench, registry, at, extra_trackers)
+    return Plan(name, bench, cells, metric_directions(registry, cells[0].evaluators), trackers)
+
+
+def resolve_trackers(
+    bench: BenchmarkConfig, registry: Registry, at: str, extra_trackers: Sequence[str] = ()
+) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """The benchmark's ``trackers:`` and those named with ``--tracker`` (default options unless the benchmark sets
+    them), each with its options validated: (name, options) pairs, plain data that crosses process boundaries.
+    ``at`` is the benchmark's key path (``FILE: benchmarks.NAME``); a search resolves its benchmark's the same way."""
     wanted = {**{t: {} for t in extra_trackers}, **bench.trackers}
     where = {t: f"{at}.trackers.{t}" if t in bench.trackers else f"--tracker {t}" for t in wanted}
-    trackers = tuple((t, resolved_options(registry, "tracker", t, raw, where[t])) for t, raw in wanted.items())
-    return Plan(name, bench, cells, metric_directions(registry, cells[0].evaluators), trackers)
+    return tuple((t, resolved_options(registry, "tracker", t, raw, where[t])) for t, raw in wanted.items())
 
 
 def run_plan(

@@ -92,13 +92,18 @@ def run(
     device: Any = "cpu",
     quiet: bool = False,
     threads: int | str = "auto",
+    trackers: tuple[tuple[str, dict[str, Any]], ...] = (),
 ) -> Summary:
     """Bring the study to ``trials`` finished trials (default: the search's), then write the reports into ``out``.
 
     ``threads``: torch threads per worker, or ``auto`` (see ``harness.threads.choose_threads``).
+    ``trackers``: (name, resolved options) pairs (``harness.run.plan.resolve_trackers``). This process shows them
+    the search starting and ending (``start_run``/``end_run``, named by the search); each worker shows them the
+    trials it trains, each trial's cell tagged with the search and its trial number (``TrackedCell.search/trial``).
     """
     import torch
 
+    from harness.run.tracking import TrackerSet
     from harness.threads import apply, choose_threads
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -116,13 +121,29 @@ def run(
     _write_provenance(search, registry, device, out / "provenance.json", _shown(spec_text))
 
     base = WorkerSpec(search.source, search.name, spec_text, search.study_name, str(out), total, str(device), 0,
-                      threads=choice.threads, quiet=quiet)
+                      threads=choice.threads, quiet=quiet, trackers=tuple(trackers))
+    live = TrackerSet(registry, trackers)
+    # Before any worker starts: a tracker's one-off setup (the mlflow tracker's experiment and parent run) is
+    # done once here, not raced by the workers.
+    live.call("start_run", search.name, out, _tracked_config(search))
     if workers == 1:
         work(base, registry, search)
     else:
         specs = [replace(base, index=i) for i in range(workers)]
         _supervise(specs, storage, study, search, quiet)
-    return _summary(search, storage, out, _shown(spec_text), total)
+    summary = _summary(search, storage, out, _shown(spec_text), total)
+    best = out / "best.md"
+    live.call("end_run", search.name, best if best.is_file() else None)
+    return summary
+
+
+def _tracked_config(search: Search) -> dict[str, Any]:
+    """What ``start_run`` is shown of a search: its trial benchmark as plain data (before sampled values are
+    written into it) and, under ``search``, what the search is (a benchmark's config has no such key)."""
+    space = {k: v.model_dump(mode="json") for k, v in search.config.space.items()}
+    return {**search.benchmark_data({}),
+            "search": {"name": search.name, "study": search.study_name, "benchmark": search.bench_name,
+                       "objective": search.metric, "direction": search.direction, "space": space}}
 
 
 def _open_study(search: Search, storage: Storage) -> optuna.Study:

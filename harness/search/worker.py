@@ -48,6 +48,9 @@ class WorkerSpec:
     index: int
     threads: int | None = None
     quiet: bool = False
+    #: The trackers shown each trained trial: (name, resolved options) pairs, built into live trackers once per
+    #: worker process (``harness.run.tracking``).
+    trackers: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
 @contextmanager
@@ -117,12 +120,15 @@ class _Worker:
 
         from harness.run.cell import DataCache
         from harness.run.store import Store
+        from harness.run.tracking import TrackerSet
 
         self.spec, self.search, self.registry, self.storage = spec, search, registry, storage
         self.device = torch.device(spec.device)
         self.store = Store(Path(spec.out))
         self.data = DataCache(registry, self.device)
         self.study = _load_study(spec, search, storage)
+        # One set per worker, so a tracker that raised stays off for this worker's later trials.
+        self.trackers = TrackerSet(registry, spec.trackers) if spec.trackers else None
 
     def loop(self) -> None:
         while True:
@@ -193,13 +199,13 @@ class _Worker:
                 curve.replay(stored.history or [])
                 trial.set_user_attr("cached", True)
                 return stored
-            trained = self._claim_and_train(cell, curve)
+            trained = self._claim_and_train(cell, curve, trial.number)
             if trained is not None:
                 return trained
 
-    def _claim_and_train(self, cell: Cell, curve: _Curve) -> CellResult | None:
-        """Train the cell under its claim; None when the store must be read again (it runs elsewhere, or it was
-        done meanwhile)."""
+    def _claim_and_train(self, cell: Cell, curve: _Curve, number: int) -> CellResult | None:
+        """Train the cell (trial ``number``'s) under its claim; None when the store must be read again (it runs
+        elsewhere, or it was done meanwhile)."""
         from harness.run.cell import run_cell
 
         with self.store.claim(cell) as claimed:
@@ -214,7 +220,8 @@ class _Worker:
             meta = {"benchmark": self.search.name, "primary_metric": self.search.metric,
                     "directions": dict(self.search.directions)}
             return run_cell(cell, meta, self.registry, self.store, self.data, self.device,
-                            Path(self.spec.out) / "cache", progress=False, on_epoch=curve.on_epoch)
+                            Path(self.spec.out) / "cache", progress=False, on_epoch=curve.on_epoch,
+                            trackers=self.trackers, trial=(self.search.name, number))
 
 
 class _Curve:
