@@ -76,6 +76,10 @@ function metricChart(bench, metric, target) {
         encoding: { x, color: colour, opacity: picked, y: { field: "value", type: "quantitative", title: null } } },
     ],
   };
+  // One seed per point: no spread to draw.
+  const counts = {};
+  for (const v of values) counts[[v.dataset, v.series, v.beta]] = (counts[[v.dataset, v.series, v.beta]] || 0) + 1;
+  if (Math.max(...Object.values(counts)) < 2) layer.layer.pop();
   const spec = datasets.length > 1
     ? { data: { values }, facet: { column: { field: "dataset", title: null } }, spec: { ...layer, width: 320, height: 240 },
         resolve: { scale: { y: "independent" } } }
