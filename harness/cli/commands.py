@@ -32,7 +32,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     benchmark and search, ``ok`` on stdout or its error on stderr; exit 2 when any failed."""
     from collections.abc import Callable
 
-    from harness.run.plan import plan_benchmark
+    from harness.run.plan import plan_benchmark, resolve_trackers
 
     config = load_config(args.config)
     source = str(args.config)
@@ -66,6 +66,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         from harness import search as searches
 
         found = searches.resolve(config, name, registry, source)
+        resolve_trackers(found.bench, registry, f"{found.source}: benchmarks.{found.bench_name}")
         if not args.config_only:
             searches.check_available(found, registry)
         space = len(found.config.space)
