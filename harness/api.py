@@ -89,6 +89,11 @@ class Prior(_Plugin, nn.Module):
     #: Fitted to the trained encoder's codes once training ends (ex-post density estimation, e.g. a GMM):
     #: the harness then calls ``fit_post_hoc`` with the training split's posterior means.
     post_hoc: ClassVar[bool] = False
+    #: Several cells of this prior may train as one vectorised model (``harness.model.packed``): a promise that its
+    #: training-time computation vmaps over members (no Python branch on a tensor that differs between members, no
+    #: random draw, no state changed in place after the first step, which runs unpacked for one-time initialisation
+    #: such as ActNorm's). Undeclared, its cells train alone. Subclasses inherit it; one that breaks it sets False.
+    packable: ClassVar[bool] = False
 
     latent_dim: int
 
@@ -183,6 +188,10 @@ class Regularizer(_Plugin, nn.Module):
     uses_beta: ClassVar[bool] = True
     #: True when R needs ``prior.log_prob`` (priors without a density are skipped with a reason).
     requires_density: ClassVar[bool] = False
+    #: Several cells with this regularizer may train as one vectorised model (``harness.model.packed``): a promise
+    #: that ``penalty`` vmaps over members (no Python branch on a tensor that differs between members, no random
+    #: draw) and that ``update`` trains nothing. Undeclared, its cells train alone. Subclasses inherit it.
+    packable: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -307,6 +316,10 @@ class Architecture(_Plugin):
 
     #: Accepts ``condition_shape`` in ``build`` and the condition as the networks' second argument.
     conditional: ClassVar[bool] = False
+    #: Several cells of this architecture may train as one vectorised model (``harness.model.packed``): a promise
+    #: that its networks vmap over members (no Python branch on a tensor that differs between members, no random
+    #: draw, no batch statistics updated in place). Undeclared, its cells train alone. Subclasses inherit it.
+    packable: ClassVar[bool] = False
 
     def incompatibility(self, data_shape: tuple[int, ...]) -> str | None:
         """Why this architecture cannot model data of ``data_shape`` (without batch), or None."""

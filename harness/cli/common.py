@@ -67,5 +67,15 @@ def thread_count(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"{exc}; use a positive integer or auto") from None
 
 
+def pack_choice(text: str) -> int | str:
+    """``--pack``: off, auto, or the most cells per pack (1 is off)."""
+    if text in ("auto", "off"):
+        return text
+    try:
+        return positive(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; use a positive integer, auto or off") from None
+
+
 THREADS_HELP = ("torch threads per worker process (default: auto: the free cores, those this process may use "
                 "less the load, split between the workers; at least 1)")

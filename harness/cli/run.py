@@ -7,7 +7,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.cli.common import EXIT_FAILED, EXIT_OK, THREADS_HELP, choose_device, load_plugins, positive, thread_count
+from harness.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    THREADS_HELP,
+    choose_device,
+    load_plugins,
+    pack_choice,
+    positive,
+    thread_count,
+)
 from harness.config import ConfigError, choose_benchmarks, load_config
 from harness.paths import check_out_folder, under
 
@@ -133,7 +142,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor = _executor(args, device, threads)
         trackers = TrackerSet(registry, plan.trackers)
         trackers.call("start_run", plan.name, out, plan.config.model_dump(mode="json"))
-        counts = run_plan(plan, registry, store, device, fresh=args.fresh, progress=not args.quiet, executor=executor)
+        counts = run_plan(plan, registry, store, device, fresh=args.fresh, progress=not args.quiet, executor=executor,
+                          pack=args.pack)
         board = leaderboard.render(out)
         trackers.call("end_run", plan.name, board)
         tally = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
@@ -172,6 +182,12 @@ def add_parser(sub: Any) -> None:
                      help="let K small cells share each GPU (pool and ray)")
     run.add_argument("--ray-address", metavar="ADDR", help="join an existing Ray cluster (default: start a local one)")
     run.add_argument("--threads", type=thread_count, default="auto", metavar="N|auto", help=THREADS_HELP)
+    run.add_argument("--pack", type=pack_choice, default="off", metavar="K|auto|off",
+                     help="train cells that differ only in seed and β as one vectorised model, K at most per pack "
+                     "(auto: up to 16), when every plugin of theirs declares it can (the others train alone, and "
+                     "the log says why); each is then evaluated and stored as an ordinary cell with its usual id, "
+                     "its result noting packed: K. Packed members match lone training to float rounding, not bit "
+                     "for bit: off (the default) reproduces stored results exactly")
     run.add_argument("--tracker", action="append", metavar="NAME",
                      help="also show the run to this tracker (repeatable; `harness list` shows them), with its "
                           "default options unless the benchmark's trackers: sets them")

@@ -53,9 +53,11 @@ def restore(model: Model, state: dict[str, Any]) -> tuple[int, list[dict[str, fl
 
 
 def resume(
-    cell: Cell, model: Model, path: Path, device: torch.device, notes: list[str]
+    cell: Cell, model: Model, path: Path, device: torch.device, notes: list[str], announce: bool = True
 ) -> tuple[int, list[dict[str, float]]]:
     """(first epoch to run, history so far) from the checkpoint at ``path``; (0, []) when there is none.
+
+    ``announce``: say on stderr where it resumes (not for a cell its pack has just trained: that is no news).
 
     An unreadable checkpoint (truncated, garbage, another model's) would fail the cell on every rerun: it is
     set aside (``_set_aside``) and the cell trains from scratch, saying so on stderr and in ``notes``.
@@ -70,9 +72,9 @@ def resume(
         notes.append(_set_aside(cell, path, exc))
         return 0, []
     epochs = int(cell.train["epochs"])
-    if start < epochs:
+    if announce and start < epochs:
         tqdm.write(f"{cell.label}: resuming at epoch {start + 1} of {epochs} from its checkpoint", file=sys.stderr)
-    else:
+    elif announce:
         tqdm.write(f"{cell.label}: its checkpoint holds all {epochs} epochs; evaluating it", file=sys.stderr)
     return start, history
 

@@ -281,16 +281,19 @@ def train(
     progress: bool = True,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     notes: list[str] | None = None,
+    announce_resume: bool = True,
 ) -> list[dict[str, float]]:
     """Train ``model`` on ``data`` (already on the model's device); resume from ``workdir`` when possible.
 
     Returns the per-epoch mean of each loss term. ``on_epoch`` is called after each epoch's checkpoint.
     ``notes`` receives a line for the cell's result when its checkpoint had to be discarded.
+    ``announce_resume``: say on stderr where it resumes from a checkpoint.
     """
     epochs, batch_size = int(cell.train["epochs"]), int(cell.train["batch_size"])
     beta = float(cell.beta or 0.0)
     ckpt_path = workdir / CHECKPOINT
-    start, history = resume(cell, model, ckpt_path, data.x.device, notes if notes is not None else [])
+    notes = notes if notes is not None else []
+    start, history = resume(cell, model, ckpt_path, data.x.device, notes, announce=announce_resume)
     model.train(True)
     n = len(data)
     steps = (n + batch_size - 1) // batch_size

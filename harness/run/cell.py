@@ -140,9 +140,10 @@ def run_cell(
     notes: list[str] = []  # what a reader should know about how this result came about (a discarded checkpoint)
 
     live = trackers if trackers else None
+    shown: set[int] = set()  # the epochs trackers saw as they were trained
     if live is not None:
         live.call("start_cell", tracked_cell(cell, store, workdir, device, trial))
-        on_epoch = _tracked_epochs(live, cell.cell_id, on_epoch)
+        on_epoch = _tracked_epochs(live, cell.cell_id, on_epoch, shown)
 
     def ended(status: Status, **values: Any) -> CellResult:
         seconds = round(time.perf_counter() - started, 3)
@@ -163,7 +164,13 @@ def run_cell(
             return skipped
         torch.manual_seed(cell.seed)
         model = build_model(cell, registry, data_shape, device, condition_shape(train_split))
-        history = train(cell, model, train_split, workdir, progress=progress, on_epoch=on_epoch, notes=notes)
+        history = train(cell, model, train_split, workdir, progress=progress, on_epoch=on_epoch, notes=notes,
+                        announce_resume=not meta.get("packed"))
+        if live is not None:
+            # Epochs restored from a checkpoint (a resumed cell, a packed one) are shown too, after the fact.
+            for row in history:
+                if row["epoch"] not in shown:
+                    live.call("log_epoch", cell.cell_id, row["epoch"], {k: v for k, v in row.items() if k != "epoch"})
         fit_post_hoc(model, train_split, cell.seed)
         view = model.view(cell, data_shape, device, workdir, test_split.cond)
         eval_data = EvalData(cell.dataset, cell.dataset_options, train_split, test_split, cache_dir)
@@ -200,15 +207,16 @@ def cell_end(cell: Cell, result: CellResult, workdir: Path) -> CellEnd:
                    samples if samples.is_file() else None, checkpoint if checkpoint.is_file() else None)  # fmt: skip
 
 
-def _tracked_epochs(trackers: TrackerSet, cell_id: str, on_epoch: OnEpoch | None) -> OnEpoch:
-    """``on_epoch`` that first shows the epoch (1-based) to the trackers."""
+def _tracked_epochs(trackers: TrackerSet, cell_id: str, on_epoch: OnEpoch | None, shown: set[int]) -> OnEpoch:
+    """``on_epoch`` that first shows the epoch (1-based) to the trackers, noting it in ``shown``."""
 
-    def shown(epoch: int, means: dict[str, float]) -> None:
+    def show(epoch: int, means: dict[str, float]) -> None:
         trackers.call("log_epoch", cell_id, epoch + 1, dict(means))
+        shown.add(epoch + 1)
         if on_epoch is not None:
             on_epoch(epoch, means)
 
-    return shown
+    return show
 
 
 def _stored(store: Store, cell: Cell, result: CellResult) -> CellResult:

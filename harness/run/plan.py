@@ -21,6 +21,7 @@ from harness.run import latent_figures
 from harness.run.cell import check_available
 from harness.run.console import progress_counter
 from harness.run.executors import LocalExecutor
+from harness.run.packing import members, packed_tasks
 from harness.run.result import Outcome, Status
 from harness.run.store import FreshRun, Store
 from harness.run.task import CellTask, Executor
@@ -72,10 +73,13 @@ def run_plan(
     fresh: bool = False,
     progress: bool = True,
     executor: Executor | None = None,
+    pack: str | int = "off",
 ) -> Counter[str]:
     """Run every cell of ``plan`` not yet done; returns counts by status (done, failed, skipped, cached).
 
     ``executor`` defaults to in-process; cells that are already done are never handed to it.
+    ``pack``: ``off``, ``auto`` or a number of cells per pack: cells differing only in seed and β train as one
+    vectorised model (``harness.run.packing``), then are evaluated and stored as ordinary cells.
 
     Several runs may share one out folder. A cell another process is running is not skipped: it is set aside,
     and once the other cells are through this run waits for its lock, then takes that process's outcome (or, if
@@ -106,19 +110,28 @@ def run_plan(
     held_elsewhere: list[CellTask] = []
 
     def first_pass(task: CellTask, outcome: Outcome) -> None:
-        if outcome.status == Status.BUSY:
-            held_elsewhere.append(task)
-        else:
-            on_outcome(task, outcome)
+        for member, member_outcome in _per_member(task, outcome):
+            if member_outcome.status == Status.BUSY:
+                held_elsewhere.append(member)
+            else:
+                on_outcome(member, member_outcome)
 
     try:
-        executor.run(todo, job, first_pass)
+        executor.run(packed_tasks(todo, registry, pack), job, first_pass)
         executor.run([replace(task, wait=True) for task in held_elsewhere], job, on_outcome)
     finally:
         close()
     if run is not None:
         store.end_fresh_run(run)
     return counts
+
+
+def _per_member(task: CellTask, outcome: Outcome) -> list[tuple[CellTask, Outcome]]:
+    """A packed task's outcome as its members' (a lone cell's as itself)."""
+    if not task.pack:
+        return [(task, outcome)]
+    by_id = dict(outcome.members)
+    return [(member, by_id.get(member.cell_id, outcome)) for member in members(task)]
 
 
 def _tasks(

@@ -33,6 +33,8 @@ class Outcome:
 
     status: Status
     reason: str | None = None
+    #: A packed task's members (cell id -> outcome); the task's own status is its first member's.
+    members: tuple[tuple[str, Outcome], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class CellResult:
     fresh_run: str | None = None
     #: What a reader should know about how the result came about (a discarded checkpoint).
     notes: list[str] | None = None
+    #: Trained as one member of a pack of this many cells (``harness.model.packed``); None: trained alone.
+    packed: int | None = None
     #: Keys written by another version of the harness, kept so reading and rewriting loses nothing.
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -33,6 +33,8 @@ class CellTask:
     latent_figures: dict[str, Any] | None = None
     #: The trackers shown this cell: (name, resolved options) pairs.
     trackers: tuple[tuple[str, dict[str, Any]], ...] = ()
+    #: A pack's other members (``harness.run.packing``): their cells train together with this one.
+    pack: tuple[dict[str, Any], ...] = ()
 
     @property
     def cell_id(self) -> str:

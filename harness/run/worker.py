@@ -4,8 +4,8 @@ no run; and the failed result recorded for a cell whose process died."""
 from __future__ import annotations
 
 import json
-
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,11 @@ class CellJob:
         return run_task(task, registry)
 
     def crashed(self, task: CellTask, reason: str) -> Outcome:
+        if task.pack:  # every member of a pack whose process died
+            from harness.run.packing import members
+
+            outcomes = tuple((m.cell_id, self.crashed(m, reason)) for m in members(task))
+            return replace(outcomes[0][1], members=outcomes)
         store = Store(Path(task.out))
         cell = Cell.from_json(task.cell)
         existing = store.result(cell)
@@ -88,11 +93,13 @@ def _tracker_set(registry: Registry, specs: tuple[tuple[str, dict[str, Any]], ..
 
 
 def run_task(task: CellTask, registry: Registry) -> Outcome:
-    """Run one cell unless it needs no run.
+    """Run one cell (or a pack: ``task.pack``) unless it needs no run.
 
     Needs no run: done (under ``--fresh``: finished by this fresh run), or finished by another process while this
     one waited for its lock. Another process holding the cell gives ``busy``, or with ``task.wait`` a wait for it.
     """
+    if task.pack:
+        return _run_pack(task, registry)
     store = Store(Path(task.out))
     cell = Cell.from_json(task.cell)
     stored = _stored_outcome(store, cell, task)
@@ -105,19 +112,72 @@ def run_task(task: CellTask, registry: Registry) -> Outcome:
         stored = _stored_outcome(store, cell, task, waited=True, seen=seen)  # finished elsewhere while we waited
         if stored is not None:
             return stored
-        meta: dict[str, Any] = {"benchmark": task.benchmark, "primary_metric": task.primary_metric,
-                                "directions": task.directions, "torch_threads": torch.get_num_threads()}
-        if task.fresh:
-            # Only here, holding the lock: forgetting before it deleted what a concurrent run had just redone.
-            since = task.fresh_run.started_unix if task.fresh_run is not None else None
-            store.forget(cell, keep_checkpoint_since=since)
-        if task.fresh_run is not None:
-            meta["fresh_run"] = task.fresh_run.id
-        cache = _data_cache(registry, task.device)
-        result = run_cell(cell, meta, registry, store, cache, torch.device(task.device), Path(task.out) / "cache",
-                          task.progress, latent_figures=task.latent_figures,
-                          trackers=_tracker_set(registry, task.trackers))
+        return _run_claimed(task, cell, store, registry)
+
+
+def _run_claimed(task: CellTask, cell: Cell, store: Store, registry: Registry, packed: int | None = None) -> Outcome:
+    """Run a cell whose lock this process holds; ``packed``: the size of the pack that trained it."""
+    meta: dict[str, Any] = {"benchmark": task.benchmark, "primary_metric": task.primary_metric,
+                            "directions": task.directions, "torch_threads": torch.get_num_threads()}
+    if packed:
+        meta["packed"] = packed
+    if task.fresh and not packed:
+        # Only here, holding the lock: forgetting before it deleted what a concurrent run had just redone.
+        # (A pack forgets its members before it trains them: what it trained is this run's.)
+        since = task.fresh_run.started_unix if task.fresh_run is not None else None
+        store.forget(cell, keep_checkpoint_since=since)
+    if task.fresh_run is not None:
+        meta["fresh_run"] = task.fresh_run.id
+    cache = _data_cache(registry, task.device)
+    result = run_cell(cell, meta, registry, store, cache, torch.device(task.device), Path(task.out) / "cache",
+                      task.progress, latent_figures=task.latent_figures,
+                      trackers=_tracker_set(registry, task.trackers))
     return result.outcome
+
+
+def _run_pack(task: CellTask, registry: Registry) -> Outcome:
+    """Train a pack's members together (``harness.run.packing``), then evaluate and store each as a cell.
+
+    Each member is claimed as a lone cell would be; one done already or held by another process leaves the pack
+    (``busy`` comes back for it, and the run returns to it alone). The outcome's status is the first member's;
+    ``members`` has every member's."""
+    from harness.run import packing
+
+    store = Store(Path(task.out))
+    outcomes: dict[str, Outcome] = {}
+    with ExitStack() as held:
+        ready: list[tuple[CellTask, Cell]] = []
+        for member in packing.members(task):
+            cell = Cell.from_json(member.cell)
+            stored = _stored_outcome(store, cell, member)
+            if stored is None:
+                seen = store.result_stamp(cell)
+                if not held.enter_context(store.claim(cell)):
+                    stored = Outcome(Status.BUSY, "another process is running this cell")
+                else:
+                    stored = _stored_outcome(store, cell, member, waited=True, seen=seen)
+            if stored is not None:
+                outcomes[member.cell_id] = stored
+            else:
+                ready.append((member, cell))
+        packed = None
+        if len(ready) > 1:
+            cells = [cell for _, cell in ready]
+            if task.fresh:
+                since = task.fresh_run.started_unix if task.fresh_run is not None else None
+                for cell in cells:
+                    store.forget(cell, keep_checkpoint_since=since)
+            device = torch.device(task.device)
+            reason = packing.train_pack(cells, store, _data_cache(registry, task.device), registry, device,
+                                        task.progress)  # fmt: skip
+            if reason:
+                packing.say_unpacked(cells, reason)
+            else:
+                packed = len(cells)
+        for member, cell in ready:
+            outcomes[member.cell_id] = _run_claimed(member, cell, store, registry, packed)
+    first = outcomes[task.cell_id]
+    return Outcome(first.status, first.reason, members=tuple(outcomes.items()))
 
 
 def _stored_outcome(

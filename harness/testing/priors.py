@@ -13,6 +13,7 @@ from torch import Tensor
 from harness.api import Prior
 
 from harness.testing.importance import ImportanceSample
+from harness.testing.packing import packed_and_alone
 from harness.testing.support import _DEVICES, _DTYPES, _check_tensor, _reloaded, _rows, _same
 
 
@@ -334,6 +335,37 @@ class PriorContract:
         )
 
     # state and seeds --------------------------------------------------------------------------------------------
+
+    # packing ----------------------------------------------------------------------------------------------------
+
+    def test_packed_copies_fit_and_score_like_copies_alone(self, prior: Prior, codes: Tensor, cond: Tensor | None) -> None:
+        """``packable = True`` promises that copies of the prior stacked and called through vmap (as
+        ``harness.model.packed`` trains cells of it together) fit and score exactly like each copy alone."""
+        if not type(prior).packable:
+            pytest.skip(f"prior {prior.name!r} does not declare packable = True")
+        if cond is not None:
+            pytest.skip("conditional cells do not pack")
+        z = _conditioned(codes, None)[:256].float()
+        inputs = [(z + 0.2 * k,) for k in range(3)]
+        copies = []
+        for k, (z_k,) in enumerate(inputs):
+            member = copy.deepcopy(prior).float()
+            torch.manual_seed(k)
+            with torch.no_grad():
+                for p in member.fit_parameters():
+                    p.add_(0.05 * torch.randn_like(p))  # members must differ, as packed cells of other seeds do
+            if member.post_hoc:
+                member.fit_post_hoc(z_k)
+            copies.append(member)
+        alone, packed, moved = packed_and_alone(copies, lambda m, x: m.fit_loss(x, None), inputs,
+                                                lambda m: list(m.fit_parameters()))  # fmt: skip
+        assert torch.allclose(packed, alone, rtol=1e-5, atol=1e-5), f"fit_loss packed {packed} vs alone {alone}"
+        assert moved < 1e-4, f"the fitted parameters packed differ from alone by {moved:.3g}"
+        if prior.has_density:
+            alone, packed, _ = packed_and_alone(copies, lambda m, x: m.log_prob(x, None).mean(), inputs,
+                                                lambda m: [], steps=1)  # fmt: skip
+            assert torch.allclose(packed, alone, rtol=1e-5, atol=1e-5), f"log_prob packed {packed} vs alone {alone}"
+
 
     def test_state_dict_round_trip_preserves_log_prob_and_sample(
         self, prior: Prior, codes: Tensor, cond: Tensor | None

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from harness.api import GaussianPosterior, Prior, Regularizer
 
+from harness.testing.packing import packed_and_alone
 from harness.testing.support import _DEVICES, _DTYPES, _NoDensity, _PostHoc, _StandardNormal, _check_tensor, _reloaded
 
 
@@ -22,6 +23,16 @@ def _posterior(latent_dim: int, n: int, dtype: torch.dtype, device: str, seed: i
     mean = (0.3 + 0.8 * torch.randn(n, latent_dim, generator=g)).to(device=device, dtype=dtype).requires_grad_()
     logvar = (-1.0 + 0.3 * torch.randn(n, latent_dim, generator=g)).to(device=device, dtype=dtype).requires_grad_()
     return GaussianPosterior(mean, logvar)
+
+
+class _Encoded(nn.Module):
+    """A regularizer with a trainable posterior: the encoder's output as parameters, for the packing check."""
+
+    def __init__(self, regularizer: Regularizer, mean: Tensor, logvar: Tensor) -> None:
+        super().__init__()
+        self.regularizer = regularizer
+        self.mean = nn.Parameter(mean.clone())
+        self.logvar = nn.Parameter(logvar.clone())
 
 
 def _state_equal(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -110,6 +121,31 @@ class RegularizerContract:
                 assert isinstance(key, str) and isinstance(value, float), f"update() log {key!r}: {value!r} not a float"
                 assert math.isfinite(value), f"update() log {key!r} is not finite: {value}"
         assert torch.equal(codes, before) and codes.grad is None, "update() modified the codes"
+
+    def test_packed_copies_penalise_and_train_the_encoder_like_copies_alone(
+        self, regularizer: Regularizer, prior: Prior
+    ) -> None:
+        """``packable = True`` promises that the penalty of stacked copies called through vmap (as
+        ``harness.model.packed`` trains cells with it together) equals each copy's alone, gradients included: here
+        each copy's posterior is a trainable stand-in for its encoder, stepped by Adam on β·R alone and packed."""
+        if not type(regularizer).packable:
+            pytest.skip(f"regularizer {regularizer.name!r} does not declare packable = True")
+        prior = prior.float()
+        copies = []
+        for k in range(3):
+            q = _posterior(prior.latent_dim, 64, torch.float32, "cpu", seed=k)
+            copies.append(_Encoded(copy.deepcopy(regularizer), q.mean.detach(), q.logvar.detach()))
+        eps = [(torch.randn(64, prior.latent_dim, generator=torch.Generator().manual_seed(10 + k)),) for k in range(3)]
+
+        def loss(member: nn.Module, noise: Tensor) -> Tensor:
+            posterior = GaussianPosterior(member.mean, member.logvar)
+            z = posterior.mean + torch.exp(0.5 * posterior.logvar) * noise
+            return member.regularizer.penalty(z, posterior, prior, None).mean()
+
+        alone, packed, moved = packed_and_alone(copies, loss, eps, lambda m: [m.mean, m.logvar])
+        assert torch.allclose(packed, alone, rtol=1e-5, atol=1e-5), f"penalty packed {packed} vs alone {alone}"
+        assert moved < 1e-4, f"the posteriors trained packed differ from alone by {moved:.3g}"
+
 
     def test_state_dict_round_trip_resumes_training_identically(
         self, regularizer: Regularizer, prior: Prior

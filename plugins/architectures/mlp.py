@@ -53,6 +53,7 @@ class MLP(Architecture):
 
     name = "mlp"
     conditional = True
+    packable = True
 
     @checked_options
     def __init__(

@@ -26,6 +26,7 @@ class GaussianPrior(Prior):
     name = "gaussian"
     invertible = True
     conditional = True
+    packable = True
 
     def __init__(self, latent_dim: int, condition_shape: tuple[int, ...] | None = None) -> None:
         super().__init__()

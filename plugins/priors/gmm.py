@@ -29,6 +29,8 @@ class GMMPrior(Prior):
 
     name = "gmm"
     post_hoc = True
+    #: Nothing trains in the loop (N(0, I) until fitted ex post, per member, after training).
+    packable = True
     unconditional_reason = "one mixture fitted ex post to all codes; a mixture per condition needs discrete conditions"
 
     @checked_options

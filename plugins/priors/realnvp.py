@@ -132,6 +132,9 @@ class RealNVPPrior(Prior):
     invertible = True
     conditional = True
     has_density = True
+    #: ActNorm's data-dependent start happens in the first step, which a pack runs per member, unpacked; after it
+    #: ``initialized`` is True in every member and its Python branch is the same for all.
+    packable = True
 
     @checked_options
     def __init__(

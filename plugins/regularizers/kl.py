@@ -18,6 +18,7 @@ class KLRegularizer(Regularizer):
 
     name = "kl"
     requires_density = True
+    packable = True
 
     def __init__(self, analytic: bool = True) -> None:
         super().__init__()

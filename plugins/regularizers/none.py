@@ -14,6 +14,7 @@ class NoRegularizer(Regularizer):
 
     name = "none"
     uses_beta = False
+    packable = True
 
     def penalty(self, z: Tensor, posterior: GaussianPosterior, prior: Prior, cond: Tensor | None = None) -> Tensor:
         return z.new_zeros(z.shape[0])
