@@ -24,6 +24,7 @@ class Affine(Prior):
 
     name = "affine"
     invertible = True
+    packable = True
 
     def __init__(self, latent_dim):
         super().__init__()
@@ -68,6 +69,14 @@ class FitLossWithoutGradient(Affine):
         return -self.log_prob(z).mean().detach()
 
 
+class BranchesOnItsCodes(Affine):
+    """Declares packable but decides in Python on a tensor: vmap cannot take that branch for K members at once."""
+
+    def fit_loss(self, z, cond=None):
+        loss = -self.log_prob(z).mean()
+        return loss if bool(z.mean() > -100.0) else 2 * loss
+
+
 class Laplace(Prior):
     """A fixed Laplace(0, scale): correct."""
 
@@ -103,15 +112,30 @@ TestOffByAConstant = prior_suite(OffByAConstant, 3)
 TestSampleIgnoresItsParameters = prior_suite(SampleIgnoresItsParameters, 3)
 TestWrongInverse = prior_suite(WrongInverse, 3)
 TestFitLossWithoutGradient = prior_suite(FitLossWithoutGradient, 3)
+TestBranchesOnItsCodes = prior_suite(BranchesOnItsCodes, 3)
 TestLaplace = prior_suite(Laplace, 2)
 TestLaplaceSampleIgnoresItsScale = prior_suite(LaplaceSampleIgnoresItsScale, 2)
 
 
 class SquaredNorm(Regularizer):
     name = "squared-norm"
+    packable = True
 
     def penalty(self, z, posterior, prior, cond=None):
         return 0.5 * z.pow(2).sum(-1)
+
+
+class DrawsInItsPenalty(SquaredNorm):
+    """Declares packable but draws random numbers in the step: vmap would give every member one stream."""
+
+    def penalty(self, z, posterior, prior, cond=None):
+        return super().penalty(z, posterior, prior) * (1 + 0.01 * torch.rand(()))
+
+
+class TestDrawsInItsPenalty(RegularizerContract):
+    @pytest.fixture
+    def regularizer(self):
+        return DrawsInItsPenalty()
 
 
 class PenaltyIsAScalar(SquaredNorm):
@@ -196,6 +220,7 @@ PRIOR_CHECKS = {
     "test_conditioning_changes_the_distribution",
     "test_state_dict_round_trip_preserves_log_prob_and_sample",
     "test_fitting_and_sampling_are_deterministic_under_a_seed",
+    "test_packed_copies_fit_and_score_like_copies_alone",
 }
 
 
@@ -247,6 +272,7 @@ def test_the_suite_skips_what_does_not_apply(outcomes):
     unconditional = {"test_conditioning_changes_the_distribution", "test_samples_follow_their_condition"}
     assert outcomes["TestAffine"]["skipped"] == unconditional | cuda
     assert outcomes["TestLaplace"]["skipped"] == cuda | unconditional | {
+        "test_packed_copies_fit_and_score_like_copies_alone",  # not declared packable
         "test_sample_depends_on_fit_parameters",
         "test_from_base_inverts_to_base",
         "test_log_prob_is_the_change_of_variables_of_a_standard_normal_base",
@@ -266,6 +292,13 @@ def test_a_sample_that_ignores_its_parameters_fails_the_two_sample_check(outcome
         "test_samples_match_the_density",
     }
     assert _failed(outcomes, "TestLaplaceSampleIgnoresItsScale") == {"test_samples_match_the_density"}
+
+
+def test_a_packable_plugin_that_branches_on_a_tensor_or_draws_in_its_step_fails_the_packing_check(outcomes):
+    assert _failed(outcomes, "TestBranchesOnItsCodes") == {"test_packed_copies_fit_and_score_like_copies_alone"}
+    assert _failed(outcomes, "TestDrawsInItsPenalty") == {
+        "test_packed_copies_penalise_and_train_the_encoder_like_copies_alone"
+    }
 
 
 def test_a_wrong_inverse_fails_the_round_trip(outcomes):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,7 +83,7 @@ def _alone(cells: Sequence[Cell], registry, data: DataSplit, root: Path) -> tupl
     for cell, work in zip(cells, _dirs(root, "alone", len(cells))):
         with _recording(train_module, "training_step") as seen:
             torch.manual_seed(cell.seed)
-            model = build_model(cell, registry, tuple(data.x.shape[1:]), torch.device("cpu"))
+            model = build_model(cell, registry, tuple(data.x.shape[1:]), data.x.device)
             histories.append(train(cell, model, data, work, progress=False))
         terms.append(torch.stack(seen))
         models.append(model)
@@ -91,7 +92,7 @@ def _alone(cells: Sequence[Cell], registry, data: DataSplit, root: Path) -> tupl
 
 def _packed(cells, registry, data, root, start_rng=None) -> tuple[Tensor, list[Model], list]:
     """The cells as one pack; returns the per-step terms [steps, K, 3], the members' models and histories."""
-    models, rngs = build_members(cells, registry, tuple(data.x.shape[1:]), torch.device("cpu"))
+    models, rngs = build_members(cells, registry, tuple(data.x.shape[1:]), data.x.device)
     assert pack_reason(cells, models, registry) is None
     with _recording(packed, "_packed_step") as steps, _recording(packed, "_steps_alone") as first:
         histories = train_packed(cells, models, data, _dirs(root, "packed", len(cells)), progress=False,
@@ -136,6 +137,19 @@ def test_each_member_matches_its_cell_trained_alone_step_for_step(registry, digi
         assert float(pack_terms[:, 1, 1].abs().min()) > 0.0
     # The members really are different models: a mix-up between them could not pass.
     assert float((pack_terms[:, 0, 0] - pack_terms[:, 2, 0]).abs().max()) > 1.0
+
+
+@pytest.mark.gpu
+def test_on_cuda_each_member_matches_its_cell_trained_alone_step_for_step(registry, digits, tmp_path):
+    """The CUDA path: ε from generators on the device, CUDA RNG states in the members' checkpoints."""
+    data = dataclasses.replace(digits, x=digits.x.cuda(), labels=None)
+    cells = _cells(registry, "realnvp", "kl", epochs=3, train={"epochs": 3, "batch_size": BATCH, "lr": 0.003,
+                                                                 "autocast": False})  # fmt: skip
+    alone_terms, alone_models, alone_histories = _alone(cells, registry, data, tmp_path)
+    pack_terms, pack_models, pack_histories = _packed(cells, registry, data, tmp_path)
+    for k in range(len(cells)):
+        torch.testing.assert_close(pack_terms[:, k].cpu(), alone_terms[k].cpu(), rtol=1e-4, atol=1e-4)
+        assert _max_difference(_state(pack_models[k]), _state(alone_models[k])) < 1e-4
 
 
 def test_a_member_given_another_members_noise_no_longer_matches_its_cell(registry, digits, tmp_path):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run ON the GPU machine from the repository root, after bench/device/prepare.sh filled .device/ here. One call, about
-# 7 minutes: installs prior-harness beside the image's torch, then the `gpu` tests, the GPU throughput benchmark
-# (harness vs bare loop; K cells sharing the GPU) and the training-loop ratio on CUDA. Each step has its own time
+# 12 minutes: installs prior-harness beside the image's torch, then the `gpu` tests, the GPU throughput benchmark
+# (harness vs bare loop; K cells sharing the GPU), the training-loop ratio on CUDA and packed training. Each step has its own time
 # limit and its output goes to $OUT (checks.log, one file per step), so a step that fails or times out still
 # leaves the others' figures.
 set -uo pipefail
@@ -32,4 +32,8 @@ step install 120 bash -c 'python3 -m pip install -q --no-index --no-deps --no-co
 step gpu-tests 240 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
 step gpu-throughput 200 python3 bench/gpu_throughput.py --share 4 --epochs 2
 step train-throughput 100 python3 bench/train_throughput.py --device cuda --rounds 3
+# Packed vs unpacked training (issue 17's goal on one GPU: >= 5x for packs of >= 8 small cells), and the packed
+# equivalence tests on CUDA (generators on the device, CUDA RNG states in the members' checkpoints).
+step pack-throughput 240 python3 bench/pack_throughput.py --device cuda --epochs 10 --fashion-epochs 2
+step pack-tests-cuda 120 python3 -m pytest -m gpu -q -p no:cacheprovider tests/test_packed.py
 echo "done; figures in $OUT" | tee -a "$OUT/checks.log"
