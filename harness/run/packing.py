@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -33,20 +34,24 @@ from harness.run.task import CellTask
 AUTO_SIZE = 16
 
 
-def pack_key(cell: dict[str, Any], registry: Registry) -> str | None:
-    """Cells with equal keys may train as one pack (``harness.model.packed.pack_key``: their config less seed and
-    β); None: this cell trains alone — skipped by the grid, a plugin that does not declare ``packable``, or a
-    training feature the packed step lacks (``config_reason``), so no pack is formed only to be refused."""
-    if cell.get("skip_reason"):
-        return None
+def unpacked_reason(cell: dict[str, Any], registry: Registry) -> str | None:
+    """Why this cell cannot join a pack, decided from its config alone (a plugin that does not declare
+    ``packable``, a training feature the packed step lacks: ``config_reason``), so no pack is formed only to be
+    refused when it is built; None when it can."""
     kinds = (("architecture", cell["model"]["architecture"]), ("prior", cell["prior"]),
              ("regularizer", cell["regularizer"]))  # fmt: skip
-    if not all(getattr(registry.get(kind, name), "packable", False) for kind, name in kinds):
+    for kind, name in kinds:
+        if not getattr(registry.get(kind, name), "packable", False):
+            return f"{kind} {name!r} does not declare packable"
+    return config_reason(Cell.from_json(cell))
+
+
+def pack_key(cell: dict[str, Any], registry: Registry) -> str | None:
+    """Cells with equal keys may train as one pack (``harness.model.packed.pack_key``: their config less seed and
+    β); None: this cell trains alone (skipped by the grid, or ``unpacked_reason``)."""
+    if cell.get("skip_reason") or unpacked_reason(cell, registry) is not None:
         return None
-    parsed = Cell.from_json(cell)
-    if config_reason(parsed) is not None:
-        return None
-    return json.dumps(packed.pack_key(parsed), sort_keys=True, default=str)
+    return json.dumps(packed.pack_key(Cell.from_json(cell)), sort_keys=True, default=str)
 
 
 def pack_size(choice: str | int, group: int) -> int:
@@ -67,14 +72,21 @@ def packed_tasks(tasks: Sequence[CellTask], registry: Registry, choice: str | in
     if choice == "off":
         return list(tasks)
     groups: dict[str, list[CellTask]] = {}
+    alone: Counter[str] = Counter()  # why cells train alone, said once per reason
     for task in tasks:
-        key = pack_key(task.cell, registry)
-        if key is not None:
-            groups.setdefault(key, []).append(task)
+        if task.cell.get("skip_reason"):
+            continue
+        reason = unpacked_reason(task.cell, registry)
+        if reason is not None:
+            alone[reason] += 1
+        else:
+            groups.setdefault(str(pack_key(task.cell, registry)), []).append(task)
     lead: dict[str, CellTask] = {}
     member: set[str] = set()
     for group in groups.values():
         size = pack_size(choice, len(group))
+        if len(group) < 2:
+            alone["no other cell to run differs from it only in seed and β"] += 1
         if size < 2 or len(group) < 2:
             continue
         count = math.ceil(len(group) / size)
@@ -84,6 +96,8 @@ def packed_tasks(tasks: Sequence[CellTask], registry: Registry, choice: str | in
                 continue
             lead[members[0].cell_id] = replace(members[0], pack=tuple(m.cell for m in members[1:]))
             member.update(m.cell_id for m in members[1:])
+    for reason, count in sorted(alone.items()):
+        print(f"note: --pack: {count} cell{'s' if count != 1 else ''} train alone: {reason}", file=sys.stderr)
     return [lead.get(t.cell_id, t) for t in tasks if t.cell_id not in member]
 
 
