@@ -17,7 +17,6 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
 import torch
 
@@ -34,24 +33,15 @@ from harness.run.task import CellTask
 AUTO_SIZE = 16
 
 
-def unpacked_reason(cell: dict[str, Any], registry: Registry) -> str | None:
+def unpacked_reason(cell: Cell, registry: Registry) -> str | None:
     """Why this cell cannot join a pack, decided from its config alone (a plugin that does not declare
     ``packable``, a training feature the packed step lacks: ``config_reason``), so no pack is formed only to be
     refused when it is built; None when it can."""
-    kinds = (("architecture", cell["model"]["architecture"]), ("prior", cell["prior"]),
-             ("regularizer", cell["regularizer"]))  # fmt: skip
+    kinds = (("architecture", cell.model["architecture"]), ("prior", cell.prior), ("regularizer", cell.regularizer))
     for kind, name in kinds:
         if not getattr(registry.get(kind, name), "packable", False):
             return f"{kind} {name!r} does not declare packable"
-    return config_reason(Cell.from_json(cell))
-
-
-def pack_key(cell: dict[str, Any], registry: Registry) -> str | None:
-    """Cells with equal keys may train as one pack (``harness.model.packed.pack_key``: their config less seed and
-    β); None: this cell trains alone (skipped by the grid, or ``unpacked_reason``)."""
-    if cell.get("skip_reason") or unpacked_reason(cell, registry) is not None:
-        return None
-    return json.dumps(packed.pack_key(Cell.from_json(cell)), sort_keys=True, default=str)
+    return config_reason(cell)
 
 
 def pack_size(choice: str | int, group: int) -> int:
@@ -76,11 +66,12 @@ def packed_tasks(tasks: Sequence[CellTask], registry: Registry, choice: str | in
     for task in tasks:
         if task.cell.get("skip_reason"):
             continue
-        reason = unpacked_reason(task.cell, registry)
+        cell = Cell.from_json(task.cell)
+        reason = unpacked_reason(cell, registry)
         if reason is not None:
             alone[reason] += 1
-        else:
-            groups.setdefault(str(pack_key(task.cell, registry)), []).append(task)
+        else:  # cells with one key (their config less seed and β) may train as one pack
+            groups.setdefault(json.dumps(packed.pack_key(cell), sort_keys=True, default=str), []).append(task)
     lead: dict[str, CellTask] = {}
     member: set[str] = set()
     for group in groups.values():

@@ -102,30 +102,41 @@ def run_task(task: CellTask, registry: Registry) -> Outcome:
         return _run_pack(task, registry)
     store = Store(Path(task.out))
     cell = Cell.from_json(task.cell)
-    stored = _stored_outcome(store, cell, task)
-    if stored is not None:
-        return stored
-    seen = store.result_stamp(cell)
-    with store.claim(cell, wait=task.wait) as claimed:
-        if not claimed:
-            return Outcome(Status.BUSY, "another process is running this cell")
-        stored = _stored_outcome(store, cell, task, waited=True, seen=seen)  # finished elsewhere while we waited
+    with ExitStack() as held:
+        stored = _claimed(store, cell, task, held)
         if stored is not None:
             return stored
         return _run_claimed(task, cell, store, registry)
 
 
+def _claimed(store: Store, cell: Cell, task: CellTask, held: ExitStack) -> Outcome | None:
+    """Take the cell's lock into ``held``; None when this process is to run it, else the outcome instead: its
+    stored one (done, or finished elsewhere while this one waited) or ``busy`` (another process holds it)."""
+    stored = _stored_outcome(store, cell, task)
+    if stored is not None:
+        return stored
+    seen = store.result_stamp(cell)
+    if not held.enter_context(store.claim(cell, wait=task.wait)):
+        return Outcome(Status.BUSY, "another process is running this cell")
+    return _stored_outcome(store, cell, task, waited=True, seen=seen)  # finished elsewhere while we waited
+
+
+def _forget_for_fresh(store: Store, cell: Cell, task: CellTask) -> None:
+    """Under ``--fresh``, drop the cell's old result before redoing it, keeping a checkpoint this fresh run wrote.
+    Only while holding its lock: forgetting before it deleted what a concurrent run had just redone."""
+    if task.fresh:
+        store.forget(cell, keep_checkpoint_since=task.fresh_run.started_unix if task.fresh_run is not None else None)
+
+
 def _run_claimed(task: CellTask, cell: Cell, store: Store, registry: Registry, packed: int | None = None) -> Outcome:
-    """Run a cell whose lock this process holds; ``packed``: the size of the pack that trained it."""
+    """Run a cell whose lock this process holds; ``packed``: the size of the pack that trained it (which forgot
+    the cell's old result before training it: what it trained is this run's)."""
     meta: dict[str, Any] = {"benchmark": task.benchmark, "primary_metric": task.primary_metric,
                             "directions": task.directions, "torch_threads": torch.get_num_threads()}
     if packed:
         meta["packed"] = packed
-    if task.fresh and not packed:
-        # Only here, holding the lock: forgetting before it deleted what a concurrent run had just redone.
-        # (A pack forgets its members before it trains them: what it trained is this run's.)
-        since = task.fresh_run.started_unix if task.fresh_run is not None else None
-        store.forget(cell, keep_checkpoint_since=since)
+    else:
+        _forget_for_fresh(store, cell, task)
     if task.fresh_run is not None:
         meta["fresh_run"] = task.fresh_run.id
     cache = _data_cache(registry, task.device)
@@ -149,13 +160,7 @@ def _run_pack(task: CellTask, registry: Registry) -> Outcome:
         ready: list[tuple[CellTask, Cell]] = []
         for member in packing.members(task):
             cell = Cell.from_json(member.cell)
-            stored = _stored_outcome(store, cell, member)
-            if stored is None:
-                seen = store.result_stamp(cell)
-                if not held.enter_context(store.claim(cell)):
-                    stored = Outcome(Status.BUSY, "another process is running this cell")
-                else:
-                    stored = _stored_outcome(store, cell, member, waited=True, seen=seen)
+            stored = _claimed(store, cell, member, held)
             if stored is not None:
                 outcomes[member.cell_id] = stored
             else:
@@ -163,10 +168,8 @@ def _run_pack(task: CellTask, registry: Registry) -> Outcome:
         packed = None
         if len(ready) > 1:
             cells = [cell for _, cell in ready]
-            if task.fresh:
-                since = task.fresh_run.started_unix if task.fresh_run is not None else None
-                for cell in cells:
-                    store.forget(cell, keep_checkpoint_since=since)
+            for member, cell in ready:
+                _forget_for_fresh(store, cell, member)
             device = torch.device(task.device)
             reason = packing.train_pack(cells, store, _data_cache(registry, task.device), registry, device,
                                         task.progress)  # fmt: skip
