@@ -52,10 +52,11 @@ _ASSETS = resources.files("harness.report") / "page"
 _SLOT = re.compile(r"<!--@(\w+)@-->")
 
 
-def render(out_dir: Path) -> Path:
-    """Write ``index.html`` into ``out_dir`` from its stored results; returns its path."""
+def render(out_dir: Path, results: list[CellResult] | None = None, long: pd.DataFrame | None = None) -> Path:
+    """Write ``index.html`` into ``out_dir`` from its stored results; returns its path. ``results`` and their
+    ``long_table``, when the caller (the leaderboard) has read them already."""
     out_dir = Path(out_dir)
-    data = page_data(out_dir)
+    data = page_data(out_dir, results, long)
     title = "Leaderboard: " + ", ".join(b["name"] for b in data["benchmarks"])
     parts = {
         "title": html.escape(title),
@@ -72,11 +73,13 @@ def render(out_dir: Path) -> Path:
     return path
 
 
-def page_data(out_dir: Path) -> dict[str, Any]:
+def page_data(
+    out_dir: Path, results: list[CellResult] | None = None, long: pd.DataFrame | None = None
+) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready values (NaN as null)."""
     store = Store(out_dir)
-    results = store.results()
-    long = long_table(results, out_dir / "cells")
+    results = store.results() if results is None else results
+    long = long_table(results, out_dir / "cells") if long is None else long
     provenance = read_json(out_dir / "provenance.json")
     fresh_unfinished = store.fresh_run() is not None
     names = sorted({r.benchmark for r in results} or {out_dir.name})

@@ -174,7 +174,7 @@ def render(out_dir: Path) -> Path:
     write_atomic(path, "\n".join(line for line in lines if line))
     from harness.report import html  # here, not above: the page reuses this module's tables
 
-    html.render(out_dir)
+    html.render(out_dir, results, long)
     return path
 
 
