@@ -186,3 +186,17 @@ def test_a_rerun_that_trains_nothing_keeps_the_provenance_of_the_run_that_did(tm
     first = (out / "provenance.json").read_text()
     assert main(["run", str(cfg), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     assert (out / "provenance.json").read_text() == first
+
+
+def test_a_rerun_leaves_the_stored_result_of_a_cell_the_grid_skips_untouched(tmp_path):
+    from harness.cli import main
+
+    cfg = write_config(tmp_path / "b.yaml", priors={"gan": {"hidden": 16, "d_steps": 1, "noise_dim": 4}},
+                       regularizers=["kl"])  # gan × kl: skipped by the grid, nothing trains
+    out = tmp_path / "out"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--device", "cpu", "--threads", "1"]) == 0
+    (path,) = out.glob("cells/*/result.json")
+    before = path.read_bytes()
+    assert b'"skipped"' in before and b'"torch_threads": 1' in before
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--device", "cpu", "--threads", "2"]) == 0
+    assert path.read_bytes() == before

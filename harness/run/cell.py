@@ -133,6 +133,13 @@ def run_cell(
     """
     base = CellResult(Status.DONE, **meta)
     if cell.skip_reason:
+        # Nothing runs: the skip stored already (same reason; of this fresh run under --fresh) stands as it is,
+        # so a rerun rewrites no result file (it would only change how many threads it did not use).
+        stored = store.result(cell)
+        fresh_run = meta.get("fresh_run")
+        if (stored is not None and stored.status == Status.SKIPPED and stored.reason == cell.skip_reason
+                and (fresh_run is None or stored.fresh_run == fresh_run)):
+            return stored
         return _stored(store, cell, replace(base, status=Status.SKIPPED, reason=cell.skip_reason))
     workdir = store.cell_dir(cell)
     store.write_config(cell)
